@@ -1,0 +1,3 @@
+from lenslib.cli import main
+
+raise SystemExit(main())
