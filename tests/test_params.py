@@ -69,6 +69,8 @@ def test_environment_yml_and_pyproject_agree():
     proj = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pip = dict(_name_spec(r) for r in proj["dependencies"] + proj["optional-dependencies"]["test"])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda_to_pip = {"pytorch": "torch"}  # conda-forge names that differ from PyPI
     conda = dict(_name_spec(d) for d in env["dependencies"] if isinstance(d, str))
+    conda = {conda_to_pip.get(k, k): v for k, v in conda.items()}
     conda.pop("python"), conda.pop("pip")
     assert conda == pip

@@ -1,0 +1,19 @@
+"""Injection engine: SIE + external shear lensing of elliptical Sérsic sources, in PyTorch.
+
+Public, lenstronomy-style functions (numpy arrays or tensors; leading batch dimensions broadcast):
+
+- :func:`deflection` — SIE + shear deflection angles (lenstronomy ``SIE`` and ``SHEAR`` conventions)
+- :func:`render_arc` — one band of a lensed Sérsic source on an oversampled pixel grid, optionally
+  blurred by a Gaussian PSF, in the units of the total unlensed source flux
+- :func:`add_poisson_noise` — arc shot noise with a gain (e⁻ per nanomaggy)
+
+Pixel convention: pixel (row i, column j) is centred at x = (j − (nx−1)/2)·pixscale,
+y = (i − (nx−1)/2)·pixscale arcsec; x grows with the column.
+"""
+
+from lenslib.injection.lens import deflection, ellipticity_to_phi_q, phi_q_to_ellipticity
+from lenslib.injection.render import add_poisson_noise, gaussian_psf_fft, pixel_grid, render_arc
+from lenslib.injection.source import sersic_bn, sersic_total_flux_factor
+
+__all__ = ["deflection", "render_arc", "add_poisson_noise", "gaussian_psf_fft", "pixel_grid", "sersic_bn",
+           "sersic_total_flux_factor", "ellipticity_to_phi_q", "phi_q_to_ellipticity"]

@@ -1,0 +1,71 @@
+"""SIE + external shear deflection, with lenstronomy's conventions.
+
+Ellipticity: e = (1 − q)/(1 + q), e1 = e cos 2φ, e2 = e sin 2φ; φ is the major axis angle from +x.
+θ_E is lenstronomy ``SIE``'s Einstein radius (the product-average one): the deflection in the lens
+frame (x′ along the major axis) is (Kormann, Schneider & Bartelmann 1994; Keeton 2001, core 0)
+
+    α′x = θ_E √q / f · arctan(f x′ / ψ),  α′y = θ_E √q / f · artanh(f y′ / ψ),
+    f = √(1 − q²),  ψ = √(q² x′² + y′²),
+
+which tends to the SIS α = θ_E r̂ as q → 1 (handled exactly). External shear about the origin:
+α = (γ1 x + γ2 y, γ2 x − γ1 y), as lenstronomy ``SHEAR`` with ra_0 = dec_0 = 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from lenslib.injection._tensor import as_tensor, common_device, common_dtype
+
+_Q_SPHERICAL = 1e-6  # |1 − q| below this uses the SIS form
+
+
+def ellipticity_to_phi_q(e1: torch.Tensor, e2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    phi = 0.5 * torch.atan2(e2, e1)
+    c = torch.sqrt(e1 * e1 + e2 * e2).clamp(max=0.9999)
+    return phi, (1 - c) / (1 + c)
+
+
+def phi_q_to_ellipticity(phi: Any, q: Any) -> tuple[Any, Any]:
+    """(φ, q) → (e1, e2), lenstronomy's definition; works on floats, arrays and tensors."""
+    e = (1 - q) / (1 + q)
+    mod = torch if isinstance(phi, torch.Tensor) else np
+    return e * mod.cos(2 * phi), e * mod.sin(2 * phi)
+
+
+def _sie_lens_frame(xp: torch.Tensor, yp: torch.Tensor, theta_E: torch.Tensor, q: torch.Tensor):
+    tiny = torch.finfo(xp.dtype).tiny ** 0.5
+    spherical = (1 - q).abs() < _Q_SPHERICAL
+    r = torch.sqrt(xp * xp + yp * yp).clamp_min(tiny)
+    ax_sis, ay_sis = theta_E * xp / r, theta_E * yp / r
+    q_e = torch.where(spherical, torch.full_like(q, 0.5), q)  # any q < 1 keeps the unused branch finite
+    f = torch.sqrt(1 - q_e * q_e)
+    psi = torch.sqrt(q_e * q_e * xp * xp + yp * yp).clamp_min(tiny)
+    pref = theta_E * torch.sqrt(q_e) / f
+    ax = pref * torch.atan(f * xp / psi)
+    ay = pref * torch.atanh((f * yp / psi).clamp(-1 + 1e-12, 1 - 1e-12))
+    return torch.where(spherical, ax_sis, ax), torch.where(spherical, ay_sis, ay)
+
+
+def deflection(x: Any, y: Any, *, theta_E: Any, e1: Any, e2: Any, gamma1: Any = 0.0, gamma2: Any = 0.0,
+               center_x: Any = 0.0, center_y: Any = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deflection (α_x, α_y) in arcsec of an SIE plus external shear at positions (x, y) in arcsec.
+
+    All arguments broadcast against each other (e.g. x, y of shape (H, W) with parameters of
+    shape (B, 1, 1) give (B, H, W))."""
+    dtype = common_dtype(x, y, theta_E, e1, e2, gamma1, gamma2, center_x, center_y)
+    device = common_device(x, y, theta_E, e1, e2, gamma1, gamma2, center_x, center_y)
+    t = lambda v: as_tensor(v, dtype, device)  # noqa: E731
+    x, y, theta_E, e1, e2 = t(x), t(y), t(theta_E), t(e1), t(e2)
+    gamma1, gamma2, center_x, center_y = t(gamma1), t(gamma2), t(center_x), t(center_y)
+    phi, q = ellipticity_to_phi_q(e1, e2)
+    c, s = torch.cos(phi), torch.sin(phi)
+    dx, dy = x - center_x, y - center_y
+    xp, yp = c * dx + s * dy, -s * dx + c * dy
+    axp, ayp = _sie_lens_frame(xp, yp, theta_E, q)
+    ax = c * axp - s * ayp + gamma1 * x + gamma2 * y
+    ay = s * axp + c * ayp + gamma2 * x - gamma1 * y
+    return ax, ay
