@@ -27,3 +27,9 @@ def common_device(*values: Any) -> torch.device:
 
 def as_tensor(v: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(v, dtype=dtype, device=device)
+
+
+def tensors(*values: Any) -> list[torch.Tensor]:
+    """All inputs as tensors of their common dtype and device (see common_dtype/common_device)."""
+    dtype, device = common_dtype(*values), common_device(*values)
+    return [as_tensor(v, dtype, device) for v in values]

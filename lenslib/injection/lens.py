@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lenslib.injection._tensor import as_tensor, common_device, common_dtype
+from lenslib.injection._tensor import tensors
 
 _Q_SPHERICAL = 1e-6  # |1 − q| below this uses the SIS form
 
@@ -27,6 +27,12 @@ def ellipticity_to_phi_q(e1: torch.Tensor, e2: torch.Tensor) -> tuple[torch.Tens
     phi = 0.5 * torch.atan2(e2, e1)
     c = torch.sqrt(e1 * e1 + e2 * e2).clamp(max=0.9999)
     return phi, (1 - c) / (1 + c)
+
+
+def rotate(x: torch.Tensor, y: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates in a frame whose x′ axis points at angle φ from +x."""
+    c, s = torch.cos(phi), torch.sin(phi)
+    return c * x + s * y, -s * x + c * y
 
 
 def phi_q_to_ellipticity(phi: Any, q: Any) -> tuple[Any, Any]:
@@ -56,16 +62,9 @@ def deflection(x: Any, y: Any, *, theta_E: Any, e1: Any, e2: Any, gamma1: Any = 
 
     All arguments broadcast against each other (e.g. x, y of shape (H, W) with parameters of
     shape (B, 1, 1) give (B, H, W))."""
-    dtype = common_dtype(x, y, theta_E, e1, e2, gamma1, gamma2, center_x, center_y)
-    device = common_device(x, y, theta_E, e1, e2, gamma1, gamma2, center_x, center_y)
-    t = lambda v: as_tensor(v, dtype, device)  # noqa: E731
-    x, y, theta_E, e1, e2 = t(x), t(y), t(theta_E), t(e1), t(e2)
-    gamma1, gamma2, center_x, center_y = t(gamma1), t(gamma2), t(center_x), t(center_y)
+    x, y, theta_E, e1, e2, gamma1, gamma2, center_x, center_y = tensors(
+        x, y, theta_E, e1, e2, gamma1, gamma2, center_x, center_y)
     phi, q = ellipticity_to_phi_q(e1, e2)
-    c, s = torch.cos(phi), torch.sin(phi)
-    dx, dy = x - center_x, y - center_y
-    xp, yp = c * dx + s * dy, -s * dx + c * dy
-    axp, ayp = _sie_lens_frame(xp, yp, theta_E, q)
-    ax = c * axp - s * ayp + gamma1 * x + gamma2 * y
-    ay = s * axp + c * ayp + gamma2 * x - gamma1 * y
-    return ax, ay
+    axp, ayp = _sie_lens_frame(*rotate(x - center_x, y - center_y, phi), theta_E, q)
+    ax, ay = rotate(axp, ayp, -phi)  # back to the sky frame
+    return ax + gamma1 * x + gamma2 * y, ay + gamma2 * x - gamma1 * y

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lenslib.injection._tensor import as_tensor, common_device, common_dtype
-from lenslib.injection.lens import deflection, ellipticity_to_phi_q
+from lenslib.injection._tensor import as_tensor, tensors
+from lenslib.injection.lens import deflection, ellipticity_to_phi_q, rotate
 from lenslib.injection.source import sersic_bn, sersic_total_flux_factor
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -46,9 +46,9 @@ def render_arc(*, theta_E: Any, e1: Any, e2: Any, gamma1: Any, gamma2: Any, cent
     Gaussian PSF FWHM in arcsec (None: no PSF)."""
     args = (theta_E, e1, e2, gamma1, gamma2, center_x, center_y, R_sersic, n_sersic, e1_source, e2_source,
             source_x, source_y, flux)
-    dtype, device = common_dtype(*args), common_device(*args)
+    p = torch.broadcast_tensors(*tensors(*args))
+    dtype, device = p[0].dtype, p[0].device
     t = lambda v: as_tensor(v, dtype, device)  # noqa: E731
-    p = torch.broadcast_tensors(*(t(a) for a in args))
     (theta_E, e1, e2, gamma1, gamma2, center_x, center_y, R_sersic, n_sersic, e1_source, e2_source,
      source_x, source_y, flux) = (v[..., None, None] for v in p)
     x, y = pixel_grid(nx, pixscale, oversample, dtype, device)
@@ -56,8 +56,7 @@ def render_arc(*, theta_E: Any, e1: Any, e2: Any, gamma1: Any, gamma2: Any, cent
                         center_x=center_x, center_y=center_y)
     bx, by = x - ax - source_x, y - ay - source_y
     phi, q = ellipticity_to_phi_q(e1_source, e2_source)
-    c, s = torch.cos(phi), torch.sin(phi)
-    xs, ys = c * bx + s * by, -s * bx + c * by
+    xs, ys = rotate(bx, by, phi)
     R = torch.sqrt(q * xs * xs + ys * ys / q).clamp_min(1e-12)
     n_np = n_sersic.detach().cpu().numpy()
     bn = sersic_bn(n_np, bn_method)
