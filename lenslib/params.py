@@ -62,6 +62,23 @@ SCHEMA: dict[str, Param] = {
     "s3_max_attempts": Param("int", "attempts per S3 request before giving up", default=4, check=_positive),
     "s3_connect_timeout": Param("float", "seconds to wait for an S3 connection", default=5.0),
     "claims_file": Param("str", "the claims registry", default="params/claims.yaml"),
+    # injection section
+    "injection_priors": Param("str", "injection priors YAML (the authors' injection_priors.yaml format)",
+                              default="params/injection_priors.yaml"),
+    "injection_seed": Param("int", "seed of every injection draw and of the Poisson noise", default=1337),
+    "injection_sampling": Param("str", "ray sampling: full (the paper's) or adaptive (same images, faster)",
+                                default="full", check=lambda v: None if v in ("full", "adaptive")
+                                else "must be 'full' or 'adaptive'"),
+    "injection_gain": Param("float", "Poisson gain of the arc shot noise, e-/nmgy", default=150.0,
+                            check=lambda v: None if v > 0 else "must be > 0"),
+    "example_hosts": Param("list[str]", "host cutouts (paths or s3:// URIs) of the example injections",
+                           default=[]),
+    "example_psf_fwhm_r": Param("float", "r-band PSF FWHM (arcsec) assumed for the example hosts", default=1.3),
+    "example_psfdepth_r": Param("float", "r-band PSF depth (nmgy^-2) assumed for the example hosts (SNR)",
+                                default=2500.0),
+    "example_source_r_mag": Param("float", "source r magnitude of the example injections (bright, to be seen)",
+                                  default=21.0),
+    "prior_draws": Param("int", "number of draws shown against the priors", default=5000, check=_positive),
 }
 
 _TYPES: dict[str, Callable[[Any], bool]] = {

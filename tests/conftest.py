@@ -76,4 +76,5 @@ def project(tmp_path) -> Path:
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "executed"))
         else:
             shutil.copy2(src, dst / name)
+    (tmp_path / "shared").symlink_to(REPO.parent / "shared")  # profiles name ../shared/... paths
     return dst

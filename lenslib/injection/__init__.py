@@ -1,4 +1,4 @@
-"""Injection engine: SIE + external shear lensing of elliptical Sérsic sources, in PyTorch.
+"""Injection engine: SIE + external shear lensing of elliptical Sérsic sources into real hosts, in PyTorch.
 
 Public, lenstronomy-style functions (numpy arrays or tensors; leading batch dimensions broadcast):
 
@@ -7,13 +7,24 @@ Public, lenstronomy-style functions (numpy arrays or tensors; leading batch dime
   blurred by a Gaussian PSF, in the units of the total unlensed source flux
 - :func:`add_poisson_noise` — arc shot noise with a gain (e⁻ per nanomaggy)
 
+Whole injections: :class:`InjectionPriors` (from YAML) → :func:`draw` → :class:`InjectionParams`
+→ :meth:`InjectionEngine.inject` into host cutouts → :class:`InjectionResult`.
+
 Pixel convention: pixel (row i, column j) is centred at x = (j − (nx−1)/2)·pixscale,
 y = (i − (nx−1)/2)·pixscale arcsec; x grows with the column.
 """
 
+from lenslib.injection.engine import (BAND_PSF_FACTORS, InjectionEngine, InjectionError, InjectionResult,
+                                      hosts_chw)
 from lenslib.injection.lens import deflection, ellipticity_to_phi_q, phi_q_to_ellipticity
-from lenslib.injection.render import add_poisson_noise, gaussian_psf_fft, pixel_grid, render_arc
+from lenslib.injection.photometry import (arc_annulus_snr, depth_mag, mag_to_nmgy, nmgy_to_mag, sigma_pix)
+from lenslib.injection.priors import (UNRESTRICTED_BETA_FRAC, InjectionParams, InjectionPriors, PriorsError, draw)
+from lenslib.injection.render import (LensModelBatch, SourceModel, add_poisson_noise, gaussian_psf_fft,
+                                      lensed_unit_image, pixel_grid, render_arc)
 from lenslib.injection.source import sersic_bn, sersic_total_flux_factor
 
 __all__ = ["deflection", "render_arc", "add_poisson_noise", "gaussian_psf_fft", "pixel_grid", "sersic_bn",
-           "sersic_total_flux_factor", "ellipticity_to_phi_q", "phi_q_to_ellipticity"]
+           "sersic_total_flux_factor", "ellipticity_to_phi_q", "phi_q_to_ellipticity", "lensed_unit_image",
+           "LensModelBatch", "SourceModel", "InjectionEngine", "InjectionError", "InjectionResult", "hosts_chw",
+           "InjectionPriors", "InjectionParams", "PriorsError", "draw", "UNRESTRICTED_BETA_FRAC", "BAND_PSF_FACTORS",
+           "mag_to_nmgy", "nmgy_to_mag", "depth_mag", "sigma_pix", "arc_annulus_snr"]

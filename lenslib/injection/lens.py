@@ -45,15 +45,21 @@ def phi_q_to_ellipticity(phi: Any, q: Any) -> tuple[Any, Any]:
 def _sie_lens_frame(xp: torch.Tensor, yp: torch.Tensor, theta_E: torch.Tensor, q: torch.Tensor):
     tiny = torch.finfo(xp.dtype).tiny ** 0.5
     spherical = (1 - q).abs() < _Q_SPHERICAL
-    r = torch.sqrt(xp * xp + yp * yp).clamp_min(tiny)
-    ax_sis, ay_sis = theta_E * xp / r, theta_E * yp / r
-    q_e = torch.where(spherical, torch.full_like(q, 0.5), q)  # any q < 1 keeps the unused branch finite
-    f = torch.sqrt(1 - q_e * q_e)
-    psi = torch.sqrt(q_e * q_e * xp * xp + yp * yp).clamp_min(tiny)
-    pref = theta_E * torch.sqrt(q_e) / f
-    ax = pref * torch.atan(f * xp / psi)
-    ay = pref * torch.atanh((f * yp / psi).clamp(-1 + 1e-12, 1 - 1e-12))
-    return torch.where(spherical, ax_sis, ax), torch.where(spherical, ay_sis, ay)
+    any_spherical = bool(spherical.any())  # the SIS form is only evaluated when a lens needs it
+    if any_spherical:
+        r_inv = theta_E / torch.sqrt(xp * xp + yp * yp).clamp_min(tiny)
+        ax_sis, ay_sis = xp * r_inv, yp * r_inv
+        if bool(spherical.all()):
+            return ax_sis, ay_sis
+        q = torch.where(spherical, torch.full_like(q, 0.5), q)  # any q < 1 keeps the unused branch finite
+    f = torch.sqrt((1 - q) * (1 + q))
+    k = f / torch.sqrt(q * q * xp * xp + yp * yp).clamp_min(tiny)
+    pref = theta_E * torch.sqrt(q) / f
+    ax = pref * torch.atan(xp * k)
+    ay = pref * torch.atanh((yp * k).clamp_(-1 + 1e-7, 1 - 1e-7))
+    if any_spherical:
+        return torch.where(spherical, ax_sis, ax), torch.where(spherical, ay_sis, ay)
+    return ax, ay
 
 
 def deflection(x: Any, y: Any, *, theta_E: Any, e1: Any, e2: Any, gamma1: Any = 0.0, gamma2: Any = 0.0,

@@ -1,0 +1,101 @@
+"""Full injections per second (3 bands, 4× oversampling, per-band PSF, Poisson noise) against lenstronomy.
+
+The reference, run in the same process, is lenstronomy's ``ImageModel`` (SIE + SHEAR lens,
+SERSIC_ELLIPSE source, 4× supersampling, Gaussian PSF) rendering one band; a lenstronomy injection
+is three such images. Both render the same drawn parameters. Reported: injections/s of lenslib
+per batch size and sampling mode, lenstronomy images/s and injections/s, and the ratio.
+
+    python benchmarks/bench_injection.py [--batch-sizes 1 8 32 128] [--n 256] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lenslib.injection import InjectionEngine, InjectionPriors, draw, phi_q_to_ellipticity  # noqa: E402
+
+NX, PIX = 101, 0.262
+
+
+def lenstronomy_images_per_s(p, fwhm: float, n: int) -> float:
+    from lenstronomy.Data.imaging_data import ImageData
+    from lenstronomy.Data.psf import PSF
+    from lenstronomy.ImSim.image_model import ImageModel
+    from lenstronomy.LensModel.lens_model import LensModel
+    from lenstronomy.LightModel.light_model import LightModel
+
+    data = ImageData(image_data=np.zeros((NX, NX)), ra_at_xy_0=-(NX - 1) / 2 * PIX, dec_at_xy_0=-(NX - 1) / 2 * PIX,
+                     transform_pix2angle=np.eye(2) * PIX)
+    model = ImageModel(data, PSF(psf_type="GAUSSIAN", fwhm=fwhm, pixel_size=PIX),
+                       lens_model_class=LensModel(["SIE", "SHEAR"]), source_model_class=LightModel(["SERSIC_ELLIPSE"]),
+                       kwargs_numerics={"supersampling_factor": 4})
+    e1, e2 = phi_q_to_ellipticity(p.phi_lens, p.q_lens)
+    es1, es2 = phi_q_to_ellipticity(p.phi_source, p.q_source)
+    kw = [([dict(theta_E=p.theta_e[k], e1=e1[k], e2=e2[k], center_x=p.lens_x[k], center_y=p.lens_y[k]),
+            dict(gamma1=p.shear_g1[k], gamma2=p.shear_g2[k], ra_0=0, dec_0=0)],
+           [dict(amp=1.0, R_sersic=p.re_arcsec[k] * np.sqrt(p.q_source[k]), n_sersic=p.n_sersic[k], e1=es1[k],
+                 e2=es2[k], center_x=p.beta_x[k], center_y=p.beta_y[k])]) for k in range(n)]
+    model.image(*kw[0])  # warm-up
+    t0 = time.perf_counter()
+    for lens, src in kw:
+        model.image(lens, src)
+    return n / (time.perf_counter() - t0)
+
+
+def lenslib_injections_per_s(p, host, batch: int, sampling: str, device: str, n: int, repeat: int = 2) -> float:
+    eng = InjectionEngine(sampling=sampling, poisson=True, gain=150.0, batch_size=batch, device=device)
+    sub = p.select(slice(0, n))
+    eng.inject(host, sub.select(slice(0, batch)), 1.3, 2500.0, seeds=0)  # warm-up
+    best = np.inf
+    for _ in range(repeat):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        eng.inject(host, sub, 1.3, 2500.0, seeds=0)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
+    ap.add_argument("--n", type=int, default=256, help="injections timed per setting")
+    ap.add_argument("--n-lenstronomy", type=int, default=30)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    p = draw(1337, np.random.default_rng(1).uniform(0.5, 3.0, max(args.n, args.n_lenstronomy)), InjectionPriors())
+    host = np.zeros((NX, NX, 3), np.float32)
+    ref_img = lenstronomy_images_per_s(p, 1.3, args.n_lenstronomy)
+    ref_inj = ref_img / 3
+    rows = []
+    print(f"lenstronomy: {ref_img:.1f} images/s = {ref_inj:.1f} injections/s (3 bands)  [CPU, {torch.get_num_threads()} "
+          f"torch threads; lenslib on {args.device}]")
+    print(f"{'sampling':>9} {'batch':>6} {'inj/s':>9} {'x lenstronomy':>14}")
+    for sampling in ("full", "adaptive"):
+        for b in args.batch_sizes:
+            n = max(b, (args.n // b) * b)
+            rate = lenslib_injections_per_s(p, host, b, sampling, args.device, n)
+            rows.append(dict(sampling=sampling, batch=b, injections_per_s=rate, ratio=rate / ref_inj))
+            print(f"{sampling:>9} {b:>6} {rate:>9.1f} {rate / ref_inj:>14.1f}")
+    if args.json:
+        args.json.write_text(json.dumps(dict(device=args.device, lenstronomy_images_per_s=ref_img,
+                                             lenstronomy_injections_per_s=ref_inj, lenslib=rows), indent=1))
+
+
+if __name__ == "__main__":
+    main()

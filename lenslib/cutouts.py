@@ -1,0 +1,135 @@
+"""DR10 cutout files (``<galaxy_id>.npz``): read, check, write.
+
+On disk (PAPER_SPEC A.2): key ``cutout`` float32 (101, 101, 3) HWC, bands g, r, z, nanomaggies per
+pixel, plus 0-d ``meta_*`` keys. Some producers store (3, 101, 101) CHW; both load. In memory lenslib
+always uses CHW.
+
+NaN policy (``nan_policy``): ``"keep"`` (default, as the paper: NaNs stay in the image, are counted
+in :attr:`Cutout.nan_count`, and preprocessing sets them to 0), ``"zero"`` (replaced by 0 nmgy on
+load; the count is still reported), ``"error"`` (a file with any NaN is refused, naming the file).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from lenslib import LenslibError
+
+BANDS = ("g", "r", "z")
+STAMP = 101
+NAN_POLICIES = ("keep", "zero", "error")
+
+
+class CutoutError(LenslibError, ValueError):
+    """A cutout file is unreadable, incomplete or of the wrong shape."""
+
+
+@dataclass
+class Cutout:
+    """One cutout: ``image`` float32 (3, H, W) g, r, z in nanomaggies; ``meta`` without the ``meta_`` prefix."""
+
+    image: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    nan_count: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def hwc(self) -> np.ndarray:
+        return self.image.transpose(1, 2, 0)
+
+
+def to_chw(arr: np.ndarray, name: str = "array", size: int | None = STAMP) -> np.ndarray:
+    """(H, W, 3) or (3, H, W) → (3, H, W); anything else raises, naming ``name``."""
+    a = np.asarray(arr)
+    if a.ndim == 3 and a.shape[-1] == 3 and a.shape[0] == a.shape[1]:
+        a = a.transpose(2, 0, 1)
+    elif not (a.ndim == 3 and a.shape[0] == 3 and a.shape[1] == a.shape[2]):
+        raise CutoutError(f"{name}: image has shape {a.shape}; expected (H, W, 3) or (3, H, W) with bands g, r, z")
+    if size is not None and a.shape[-1] != size:
+        raise CutoutError(f"{name}: image is {a.shape[-1]}x{a.shape[-1]} px; expected {size}x{size}")
+    return a
+
+
+def _scalar(v: np.ndarray) -> Any:
+    return v.item() if v.ndim == 0 else v
+
+
+def parse_cutout(data: bytes, name: str, *, nan_policy: str = "keep", size: int | None = STAMP) -> Cutout:
+    """Decode the bytes of one ``.npz`` cutout; ``name`` is used in every error message."""
+    if nan_policy not in NAN_POLICIES:
+        raise CutoutError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if "cutout" not in z.files:
+                raise CutoutError(f"{name}: no 'cutout' array (keys: {sorted(z.files)[:8]})")
+            raw = z["cutout"]
+            meta = {k[5:]: _scalar(z[k]) for k in z.files if k.startswith("meta_")}
+    except CutoutError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        raise CutoutError(f"{name}: not a readable .npz cutout (corrupt or truncated: {exc})") from None
+    if raw.dtype.kind not in "fiu":
+        raise CutoutError(f"{name}: 'cutout' has dtype {raw.dtype}; expected float nanomaggies")
+    image = np.ascontiguousarray(to_chw(raw, name, size), dtype=np.float32)
+    nan = np.isnan(image)
+    counts = {b: int(nan[i].sum()) for i, b in enumerate(BANDS)}
+    if nan.any():
+        if nan_policy == "error":
+            raise CutoutError(f"{name}: {sum(counts.values())} NaN pixels {counts} (nan_policy='error')")
+        if nan_policy == "zero":
+            image = np.where(nan, np.float32(0), image)
+    if np.isinf(image).any():
+        raise CutoutError(f"{name}: {int(np.isinf(image).sum())} infinite pixels")
+    return Cutout(image=image, meta=meta, source=name, nan_count=counts)
+
+
+def load_cutout(path_or_uri: str | Path, *, store=None, nan_policy: str = "keep", size: int | None = STAMP,
+                **store_options: Any) -> Cutout:
+    """Load one cutout from a local path, an ``s3://`` URI, or a key of ``store``.
+
+    ``store_options`` (endpoint_url, region, anonymous, ...) go to :func:`lenslib.storage.open_store`
+    for an ``s3://`` URI."""
+    name = str(path_or_uri)
+    if store is not None:
+        data = store.read_bytes(name)
+        name = store.url(name)
+    elif name.startswith("s3://"):
+        from lenslib.storage import open_store
+
+        parent, _, key = name.rpartition("/")
+        data = open_store(parent, **store_options).read_bytes(key)
+    else:
+        try:
+            data = Path(name).read_bytes()
+        except FileNotFoundError:
+            raise CutoutError(f"{name}: no such cutout file") from None
+        except IsADirectoryError:
+            raise CutoutError(f"{name}: is a directory, not a cutout file") from None
+    return parse_cutout(data, name, nan_policy=nan_policy, size=size)
+
+
+def save_cutout(path: str | Path, image: np.ndarray, meta: Mapping[str, Any] | None = None, *,
+                layout: str = "hwc") -> Path:
+    """Write a cutout in the paper's format (``np.savez_compressed``, key ``cutout``, 0-d ``meta_*`` keys).
+
+    ``image`` may be HWC or CHW; ``layout`` chooses what is stored (``"hwc"`` as the real files)."""
+    if layout not in ("hwc", "chw"):
+        raise CutoutError(f"layout must be 'hwc' or 'chw', got {layout!r}")
+    chw = to_chw(np.asarray(image, dtype=np.float32), str(path), size=None)
+    arrays = {"cutout": chw.transpose(1, 2, 0) if layout == "hwc" else chw}
+    for k, v in (meta or {}).items():
+        if isinstance(v, (dict, list, tuple)) or v is None:
+            raise CutoutError(f"{path}: meta field {k!r} must be a scalar (got {type(v).__name__})")
+        arrays[f"meta_{k}"] = np.asarray(v)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)  # never leave a half-written cutout under the real name
+    return path

@@ -1,0 +1,195 @@
+"""The batched injection engine: drawn parameters + real host cutouts → injected cutouts and diagnostics.
+
+One call renders a batch: rays are shot once per injection and the three bands differ only in flux
+and PSF (FWHM = host psfsize_r × (1.05, 1.00, 0.94) for g, r, z), so a full injection costs about
+one band's ray-tracing. Poisson noise uses one ``torch.Generator`` per injection seeded from its
+own seed, so the noise of an injection does not depend on the batch it was rendered in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from lenslib import LenslibError
+from lenslib.injection.lens import phi_q_to_ellipticity
+from lenslib.injection.photometry import arc_annulus_snr, nmgy_to_mag, sigma_pix
+from lenslib.injection.priors import InjectionParams
+from lenslib.injection.render import (SAMPLING_MODES, LensModelBatch, SourceModel, add_poisson_noise,
+                                      gaussian_psf_fft, lensed_unit_image)
+from lenslib.injection.priors import CLUMP_SIGMA_RE
+
+BAND_PSF_FACTORS = (1.05, 1.00, 0.94)  # g, r, z FWHM relative to the host's r-band FWHM
+BANDS = ("g", "r", "z")
+
+
+class InjectionError(LenslibError):
+    """Inputs to the injection engine are inconsistent (shapes, PSF, seeds)."""
+
+
+def hosts_chw(hosts: Any, n: int | None = None) -> np.ndarray:
+    """Host cutouts as float32 (N, 3, H, W) from (N, H, W, 3) [as stored], (N, 3, H, W), or one host (3-D)."""
+    arr = hosts.detach().cpu().numpy() if isinstance(hosts, torch.Tensor) else np.asarray(hosts)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise InjectionError(f"hosts must be (N, H, W, 3) or (N, 3, H, W) arrays, got shape {arr.shape}")
+    if arr.shape[1] == 3 and arr.shape[2] == arr.shape[3]:
+        chw = arr
+    elif arr.shape[3] == 3 and arr.shape[1] == arr.shape[2]:
+        chw = arr.transpose(0, 3, 1, 2)
+    else:
+        raise InjectionError(f"hosts must be square g, r, z cutouts (N, H, W, 3) or (N, 3, H, W), got {arr.shape}")
+    if n is not None and chw.shape[0] not in (1, n):
+        raise InjectionError(f"{chw.shape[0]} hosts for {n} injections (give one host or one per injection)")
+    return np.ascontiguousarray(chw, dtype=np.float32)
+
+
+def _per_injection(name: str, value: Any, n: int, positive: bool = True) -> np.ndarray:
+    v = np.broadcast_to(np.asarray(value, dtype=float), (n,)) if np.ndim(value) == 0 else np.asarray(value, float)
+    if v.shape != (n,):
+        raise InjectionError(f"{name} has shape {v.shape}; expected one value or {n}")
+    bad = ~np.isfinite(v) | ((v <= 0) if positive else False)
+    if positive and bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise InjectionError(f"{name} must be finite and > 0; injection {k} has {v[k]!r}")
+    return v
+
+
+@dataclass
+class InjectionResult:
+    """Injected cutouts (host + arc) and the arc alone, both (N, 3, H, W) nanomaggies in g, r, z,
+    with per-injection diagnostics as numpy arrays."""
+
+    injected: torch.Tensor
+    injection_only: torch.Tensor
+    lensed_r_mag: np.ndarray  # from Σ r-band arc pixels (after noise when Poisson is on)
+    magnification: np.ndarray  # arc flux inside the stamp / unlensed source flux
+    arc_snr: np.ndarray  # 4–16 px annulus SNR with σ_pix from psfdepth_r (NaN without a depth)
+    params: InjectionParams
+    psf_fwhm_r: np.ndarray
+    seeds: np.ndarray
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per injection: drawn parameters, fluxes, PSF, seed and diagnostics."""
+        df = self.params.to_frame()
+        flux = self.params.fluxes_nmgy()
+        for k, b in enumerate(BANDS):
+            df[f"flux_nmgy_{b}"] = flux[:, k]
+        df["psf_fwhm_r"], df["seed"] = self.psf_fwhm_r, self.seeds
+        df["lensed_r_mag"], df["magnification"], df["arc_snr"] = self.lensed_r_mag, self.magnification, self.arc_snr
+        return df
+
+
+@dataclass
+class InjectionEngine:
+    """Settings of the rendering; :meth:`inject` applies them to a batch.
+
+    ``sampling="full"`` is the paper's method (oversample² rays per pixel everywhere);
+    ``"adaptive"`` gives the same images to < 0.1 % (L1) several times faster (see render.py)."""
+
+    nx: int = 101
+    pixscale: float = 0.262
+    oversample: int = 4
+    sampling: str = "full"
+    bn_method: str = "ciotti_bertin"
+    band_psf_factors: tuple[float, float, float] = BAND_PSF_FACTORS
+    poisson: bool = False
+    gain: float = 150.0
+    batch_size: int = 64
+    device: str | torch.device | None = None
+    dtype: torch.dtype = torch.float32
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLING_MODES:
+            raise InjectionError(f"sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
+        if self.poisson and not self.gain > 0:
+            raise InjectionError(f"gain must be > 0 e-/nmgy, got {self.gain}")
+        if self.batch_size < 1 or self.oversample < 1:
+            raise InjectionError("batch_size and oversample must be >= 1")
+        self.device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def _models(self, p: InjectionParams) -> tuple[LensModelBatch, SourceModel]:
+        t = lambda a: torch.as_tensor(np.array(a, dtype=float), dtype=self.dtype, device=self.device)  # noqa: E731
+        e1, e2 = phi_q_to_ellipticity(p.phi_lens, p.q_lens)
+        lens = LensModelBatch(t(p.theta_e), t(e1), t(e2), t(p.shear_g1), t(p.shear_g2), t(p.lens_x), t(p.lens_y))
+        es1, es2 = phi_q_to_ellipticity(p.phi_source, p.q_source)
+        clumps: dict[str, Any] = {}
+        if p.clumps.shape[1] and (p.n_clumps > 0).any():
+            k = np.arange(p.clumps.shape[1])[None, :]
+            used = k < p.n_clumps[:, None]
+            weight = np.where(used, p.clump_frac[:, None] / np.maximum(p.n_clumps[:, None], 1), 0.0)
+            clumps = dict(clump_x=t(p.beta_x[:, None] + p.clumps[..., 0]), clump_y=t(p.beta_y[:, None] + p.clumps[..., 1]),
+                          clump_sigma=t(np.broadcast_to(CLUMP_SIGMA_RE * p.re_arcsec[:, None], weight.shape)),
+                          clump_weight=t(weight))
+        # lenstronomy's product-average radius: R_sersic = R_e(major) √q
+        src = SourceModel(source_x=t(p.beta_x), source_y=t(p.beta_y), R_sersic=t(p.re_arcsec * np.sqrt(p.q_source)),
+                          n_sersic=t(p.n_sersic), e1=t(es1), e2=t(es2), bn_method=self.bn_method, **clumps)
+        return lens, src
+
+    def arcs(self, params: InjectionParams, psf_fwhm_r: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise-free arcs (N, 3, H, W) in nmgy after the per-band PSF, and the unit-flux magnifications (N,)."""
+        n = len(params)
+        fwhm_r = _per_injection("psf_fwhm_r", psf_fwhm_r, n)
+        lens, src = self._models(params)
+        unit = lensed_unit_image(lens, src, nx=self.nx, pixscale=self.pixscale, oversample=self.oversample,
+                                 sampling=self.sampling)
+        flux = torch.as_tensor(params.fluxes_nmgy(), dtype=self.dtype, device=self.device)
+        fwhm = torch.as_tensor(fwhm_r[:, None] * np.asarray(self.band_psf_factors)[None, :], dtype=self.dtype,
+                               device=self.device)
+        arcs = gaussian_psf_fft(unit[:, None] * flux[:, :, None, None], fwhm / self.pixscale)
+        return arcs, unit.sum((-2, -1))
+
+    def inject(self, hosts: Any, params: InjectionParams, psf_fwhm_r: Any, psfdepth_r: Any = None,
+               seeds: int | Sequence[int] | np.ndarray | None = None, progress: bool = False) -> InjectionResult:
+        """Render ``params`` into ``hosts`` (one per injection, or one for all) in batches of ``batch_size``.
+
+        ``psf_fwhm_r`` (arcsec) and ``psfdepth_r`` (nmgy⁻², for the SNR) are the hosts' Tractor values.
+        ``seeds`` (one int per injection, or a base int: base + index) seed the Poisson noise; required
+        when Poisson noise is on."""
+        n = len(params)
+        host = hosts_chw(hosts, n)
+        if host.shape[-1] != self.nx:
+            raise InjectionError(f"hosts are {host.shape[-1]} px wide; the engine renders nx = {self.nx}")
+        fwhm_r = _per_injection("psf_fwhm_r", psf_fwhm_r, n)
+        depth = np.full(n, np.nan) if psfdepth_r is None else _per_injection("psfdepth_r", psfdepth_r, n, False)
+        if seeds is None:
+            if self.poisson:
+                raise InjectionError("seeds are required with Poisson noise (one per injection or a base seed)")
+            seed_arr = np.full(n, -1, dtype=np.int64)
+        else:
+            seed_arr = (int(seeds) + np.arange(n)) if np.ndim(seeds) == 0 else np.asarray(seeds, dtype=np.int64)
+            if seed_arr.shape != (n,):
+                raise InjectionError(f"seeds has shape {seed_arr.shape}; expected {n} or one base seed")
+        injected, only, mags, magn = [], [], [], []
+        starts = range(0, n, self.batch_size)
+        for b0 in tqdm(starts, desc="injecting", unit="batch", disable=not progress):
+            sl = slice(b0, min(b0 + self.batch_size, n))
+            arcs, mu = self.arcs(params.select(sl), fwhm_r[sl])
+            if self.poisson:
+                gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seed_arr[sl]]
+                arcs = torch.stack([add_poisson_noise(a, self.gain, g) for a, g in zip(arcs, gens)])
+            h = torch.as_tensor(host[sl] if host.shape[0] > 1 else host, device=self.device, dtype=self.dtype)
+            injected.append(h + arcs)
+            only.append(arcs)
+            mags.append(arcs[:, 1].sum((-2, -1)).double().cpu().numpy())
+            magn.append(mu.double().cpu().numpy())
+        only_t = torch.cat(only) if only else torch.zeros((0, 3, self.nx, self.nx), dtype=self.dtype)
+        snr = arc_annulus_snr(only_t[:, 1], sigma_pix(depth, fwhm_r, self.pixscale))
+        return InjectionResult(
+            injected=torch.cat(injected) if injected else only_t.clone(), injection_only=only_t,
+            lensed_r_mag=nmgy_to_mag(np.concatenate(mags) if mags else np.zeros(0)),
+            magnification=np.concatenate(magn) if magn else np.zeros(0), arc_snr=snr, params=params,
+            psf_fwhm_r=fwhm_r, seeds=seed_arr,
+            settings=dict(sampling=self.sampling, oversample=self.oversample, bn_method=self.bn_method,
+                          poisson=self.poisson, gain=self.gain if self.poisson else None,
+                          band_psf_factors=list(self.band_psf_factors)))
