@@ -133,3 +133,56 @@ def save_cutout(path: str | Path, image: np.ndarray, meta: Mapping[str, Any] | N
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)  # never leave a half-written cutout under the real name
     return path
+
+
+def load_cutouts(paths: list[str], *, store=None, root: str | Path | None = None, workers: int = 8,
+                 nan_policy: str = "zero", progress: bool = False, **store_options: Any) -> np.ndarray:
+    """Load many cutouts in parallel into one float32 (N, 3, 101, 101) array (order kept).
+
+    Relative paths are taken under ``root`` (a local mirror) or as keys of ``store``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    def one(p: str) -> np.ndarray:
+        p = str(p)
+        if root is not None and store is None and not p.startswith("s3://") and not Path(p).is_absolute():
+            p = str(Path(root) / p)
+        return load_cutout(p, store=store, nan_policy=nan_policy, **store_options).image
+
+    out = np.empty((len(paths), 3, STAMP, STAMP), np.float32)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for k, img in enumerate(tqdm(pool.map(one, paths), total=len(paths), desc="cutouts", unit="file",
+                                     disable=not progress)):
+            out[k] = img
+    return out
+
+
+class CutoutDataset:
+    """A torch ``Dataset`` over a manifest: item k is (image (3, 101, 101) float32 tensor, label float32).
+
+    ``nan_policy`` defaults to "zero" (what preprocessing does anyway); ``transform`` maps the CHW
+    numpy image before it becomes a tensor (e.g. :func:`lenslib.preprocess.raw_robust`)."""
+
+    def __init__(self, manifest, *, store=None, root: str | Path | None = None, nan_policy: str = "zero",
+                 transform=None, path_column: str = "cutout_path"):
+        if path_column not in manifest.columns:
+            raise CutoutError(f"manifest has no column {path_column!r}")
+        self.paths = manifest[path_column].astype(str).tolist()
+        self.labels = manifest["label"].to_numpy(dtype=np.float32) if "label" in manifest else np.zeros(len(manifest),
+                                                                                                         np.float32)
+        self.store, self.root, self.nan_policy, self.transform = store, root, nan_policy, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, k: int):
+        import torch
+
+        p = self.paths[k]
+        if self.root is not None and self.store is None and not p.startswith("s3://") and not Path(p).is_absolute():
+            p = str(Path(self.root) / p)
+        img = load_cutout(p, store=self.store, nan_policy=self.nan_policy).image
+        if self.transform is not None:
+            img = self.transform(img)
+        return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)), torch.tensor(self.labels[k])

@@ -78,6 +78,15 @@ SCHEMA: dict[str, Param] = {
                                 default=2500.0),
     "example_source_r_mag": Param("float", "source r magnitude of the example injections (bright, to be seen)",
                                   default=21.0),
+    # data section
+    "data_uri": Param("str", "root of the project's data (s3://bucket/prefix or a local mirror): "
+                      "cutouts/, manifests/, ...", default="s3://darkhaloscope/stronglens_calibration/"),
+    "catalogue_desi": Param("str", "DESI lens-candidate catalogue CSV (positives)",
+                            default="../shared/data/catalogs/desi_candidates.csv"),
+    "catalogue_lenscat": Param("str", "external known-lens compilation CSV (lenscat format)", nullable=True),
+    "manifest": Param("str", "training manifest parquet, a key under data_uri (null: no manifest statistics)",
+                      nullable=True),
+    "split_seed": Param("int", "seed of the SHA-256 HEALPix split rule", default=42),
     "prior_draws": Param("int", "number of draws shown against the priors", default=5000, check=_positive),
 }
 

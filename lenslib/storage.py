@@ -33,6 +33,15 @@ class ReadRecord:
     sha256: str
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: key relative to the store root, size in bytes, S3 ETag (None for local files)."""
+
+    key: str
+    size: int
+    etag: str | None = None
+
+
 @dataclass
 class Store:
     """Base class: subclasses implement ``_read``, ``_exists`` and ``_list``."""
@@ -65,6 +74,20 @@ class Store:
         """Keys under ``prefix`` (relative to the store root), in lexical order."""
         return self._list(prefix)
 
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Keys under ``prefix`` with their sizes (and ETags on S3); pages through any number of keys."""
+        return self._list_objects(prefix)
+
+    def download(self, key: str, dest: Path) -> int:
+        """Copy one object to ``dest`` (written as ``dest.part`` then renamed: a killed copy leaves no
+        file under the real name). Returns the number of bytes."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        data = self._read(key)
+        part.write_bytes(data)
+        part.replace(dest)
+        return len(data)
+
     # subclasses ------------------------------------------------------------
     def _read(self, key: str) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -73,6 +96,9 @@ class Store:
         raise NotImplementedError
 
     def _list(self, prefix: str) -> Iterator[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _list_objects(self, prefix: str) -> Iterator[ObjectInfo]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -96,6 +122,9 @@ class LocalStore(Store):
             return iter(())
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         return (p.relative_to(self.root).as_posix() for p in files)
+
+    def _list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        return (ObjectInfo(k, (self.root / k).stat().st_size) for k in self._list(prefix))
 
 
 @dataclass
@@ -158,15 +187,31 @@ class S3Store(Store):
         return any(obj["Key"] == full for obj in page.get("Contents", []))
 
     def _list(self, prefix: str) -> Iterator[str]:
+        return (o.key for o in self._list_objects(prefix))
+
+    def _list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         paginator = self._client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._full(prefix)):
                 for obj in page.get("Contents", []):
-                    yield obj["Key"][len(self.prefix):]
+                    yield ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]), obj.get("ETag", "").strip('"'))
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnreachable(f"cannot list {self.url(prefix)} at {self._where()}: {exc}") from None
+
+    def download(self, key: str, dest: Path) -> int:
+        """Stream one object to ``dest`` via ``dest.part`` (large files never sit in memory)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        obj = self._call(self.url(key), self._client.get_object, Key=self._full(key))
+        n = 0
+        with open(part, "wb") as fh:
+            for chunk in obj["Body"].iter_chunks(1 << 20):
+                fh.write(chunk)
+                n += len(chunk)
+        part.replace(dest)
+        return n
 
 
 def open_store(
@@ -177,8 +222,21 @@ def open_store(
     anonymous: bool = True,
     max_attempts: int = 4,
     connect_timeout: float = 5.0,
+    cache_dir: str | Path | None = None,
 ) -> Store:
-    """Open a store rooted at ``uri`` (``s3://bucket/prefix/`` or a local directory)."""
+    """Open a store rooted at ``uri`` (``s3://bucket/prefix/`` or a local directory).
+
+    S3 requests are retried ``max_attempts`` times with botocore's exponential back-off and jitter.
+    With ``cache_dir`` every object read is kept there and later reads are served from disk."""
+    store = _open(uri, region=region, endpoint_url=endpoint_url, anonymous=anonymous, max_attempts=max_attempts,
+                  connect_timeout=connect_timeout)
+    if cache_dir is None:
+        return store
+    return CachedStore(uri=store.uri, inner=store, cache_dir=Path(cache_dir))
+
+
+def _open(uri: str, *, region: str, endpoint_url: str | None, anonymous: bool, max_attempts: int,
+          connect_timeout: float) -> Store:
     if uri.startswith("s3://"):
         bucket, _, prefix = uri[5:].partition("/")
         if not bucket:
@@ -198,5 +256,90 @@ def open_store(
 
     root = resolve_path(uri)
     if not root.is_dir():
-        raise ArtefactMissing(f"results directory {root} does not exist (from {uri!r})")
+        raise ArtefactMissing(f"directory {root} does not exist (from {uri!r})")
     return LocalStore(uri=str(root), root=root)
+
+
+@dataclass
+class CachedStore(Store):
+    """A store whose reads are kept in a local directory: a second read of a key costs no request.
+
+    Cache files mirror the keys (``cache_dir/<key>``) and are written atomically."""
+
+    inner: Store | None = None
+    cache_dir: Path = Path(".cache")
+
+    def _cached(self, key: str) -> Path:
+        return self.cache_dir / key.lstrip("/")
+
+    def _read(self, key: str) -> bytes:
+        path = self._cached(key)
+        if path.is_file():
+            return path.read_bytes()
+        data = self.inner._read(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + f".{threading.get_ident()}.part")
+        part.write_bytes(data)
+        part.replace(path)
+        return data
+
+    def _exists(self, key: str) -> bool:
+        return self._cached(key).is_file() or self.inner._exists(key)
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        return self.inner._list(prefix)
+
+    def _list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner._list_objects(prefix)
+
+
+@dataclass
+class SyncReport:
+    listed: int = 0
+    downloaded: int = 0
+    skipped: int = 0
+    bytes_downloaded: int = 0
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _up_to_date(obj: ObjectInfo, local: Path, check_etag: bool) -> bool:
+    if not local.is_file() or local.stat().st_size != obj.size:
+        return False
+    # a plain ETag is the MD5 of the object; multipart ETags ("...-N") are not, so size decides those
+    if check_etag and obj.etag and "-" not in obj.etag and len(obj.etag) == 32:
+        return _md5(local) == obj.etag
+    return True
+
+
+def sync(store: Store, prefix: str, dest: str | Path, *, workers: int = 8, progress: bool = True,
+         check_etag: bool = True) -> SyncReport:
+    """Mirror every object under ``prefix`` into ``dest`` (same relative keys), like ``aws s3 sync``.
+
+    Objects already present with the same size (and MD5 = ETag where the ETag is one) are skipped, so
+    an interrupted sync resumes where it stopped; files are written via ``.part`` and renamed, so a
+    kill never leaves a truncated file under a real name. Downloads run on ``workers`` threads."""
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    report = SyncReport()
+    todo: list[ObjectInfo] = []
+    for obj in store.list_objects(prefix):
+        report.listed += 1
+        if _up_to_date(obj, dest / obj.key, check_etag):
+            report.skipped += 1
+        else:
+            todo.append(obj)
+    with tqdm(total=len(todo), desc=f"sync {store.url(prefix)}", unit="file", disable=not progress) as bar, \
+            ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for n in pool.map(lambda o: store.download(o.key, dest / o.key), todo):
+            report.downloaded += 1
+            report.bytes_downloaded += n
+            bar.update()
+    return report

@@ -59,7 +59,7 @@ def test_private_bucket_without_credentials_is_access_denied(s3_server):
 
 
 def test_missing_local_directory():
-    with pytest.raises(ArtefactMissing, match="results directory .* does not exist"):
+    with pytest.raises(ArtefactMissing, match="directory .* does not exist"):
         open_store("/nonexistent/d06")
 
 
