@@ -76,7 +76,5 @@ def positives_table(catalogues: list[pd.DataFrame], match_arcsec: float = 1.0) -
         if keep[a] and keep[b]:
             keep[b] = False
             also.setdefault(a, set()).add(df.at[b, "catalog"])
-        elif not keep[a] and keep[b]:
-            continue
     df["also_in"] = [",".join(sorted(also.get(k, set()) - {df.at[k, "catalog"]})) for k in range(len(df))]
     return df[keep].drop(columns="_cat").reset_index(drop=True)[POSITIVE_COLUMNS]

@@ -44,12 +44,13 @@ class Cutout:
         return self.image.transpose(1, 2, 0)
 
 
-def to_chw(arr: np.ndarray, name: str = "array", size: int | None = STAMP) -> np.ndarray:
-    """(H, W, 3) or (3, H, W) → (3, H, W); anything else raises, naming ``name``."""
+def to_chw(arr: np.ndarray, name: str = "array", size: int | None = STAMP, ndim: int = 3) -> np.ndarray:
+    """(..., H, W, 3) or (..., 3, H, W) → (..., 3, H, W) for square g, r, z images of ``ndim`` axes
+    (3: one image, 4: a stack); anything else raises, naming ``name``."""
     a = np.asarray(arr)
-    if a.ndim == 3 and a.shape[-1] == 3 and a.shape[0] == a.shape[1]:
-        a = a.transpose(2, 0, 1)
-    elif not (a.ndim == 3 and a.shape[0] == 3 and a.shape[1] == a.shape[2]):
+    if a.ndim == ndim and a.shape[-1] == 3 and a.shape[-3] == a.shape[-2]:
+        a = np.moveaxis(a, -1, -3)
+    elif not (a.ndim == ndim and a.shape[-3] == 3 and a.shape[-2] == a.shape[-1]):
         raise CutoutError(f"{name}: image has shape {a.shape}; expected (H, W, 3) or (3, H, W) with bands g, r, z")
     if size is not None and a.shape[-1] != size:
         raise CutoutError(f"{name}: image is {a.shape[-1]}x{a.shape[-1]} px; expected {size}x{size}")
@@ -135,6 +136,13 @@ def save_cutout(path: str | Path, image: np.ndarray, meta: Mapping[str, Any] | N
     return path
 
 
+def _local_or_key(p: str, root: str | Path | None, store) -> str:
+    """A relative path is taken under ``root`` (a local mirror) unless a store resolves keys itself."""
+    if root is not None and store is None and not p.startswith("s3://") and not Path(p).is_absolute():
+        return str(Path(root) / p)
+    return p
+
+
 def load_cutouts(paths: list[str], *, store=None, root: str | Path | None = None, workers: int = 8,
                  nan_policy: str = "zero", progress: bool = False, **store_options: Any) -> np.ndarray:
     """Load many cutouts in parallel into one float32 (N, 3, 101, 101) array (order kept).
@@ -145,10 +153,8 @@ def load_cutouts(paths: list[str], *, store=None, root: str | Path | None = None
     from tqdm.auto import tqdm
 
     def one(p: str) -> np.ndarray:
-        p = str(p)
-        if root is not None and store is None and not p.startswith("s3://") and not Path(p).is_absolute():
-            p = str(Path(root) / p)
-        return load_cutout(p, store=store, nan_policy=nan_policy, **store_options).image
+        return load_cutout(_local_or_key(str(p), root, store), store=store, nan_policy=nan_policy,
+                           **store_options).image
 
     out = np.empty((len(paths), 3, STAMP, STAMP), np.float32)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -179,9 +185,7 @@ class CutoutDataset:
     def __getitem__(self, k: int):
         import torch
 
-        p = self.paths[k]
-        if self.root is not None and self.store is None and not p.startswith("s3://") and not Path(p).is_absolute():
-            p = str(Path(self.root) / p)
+        p = _local_or_key(self.paths[k], self.root, self.store)
         img = load_cutout(p, store=self.store, nan_policy=self.nan_policy).image
         if self.transform is not None:
             img = self.transform(img)

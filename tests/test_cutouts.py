@@ -1,7 +1,6 @@
 """DR10 cutout files: the two real cutouts, both layouts, the writer, and bad input of every kind."""
 
 import io
-import zipfile
 from pathlib import Path
 
 import numpy as np

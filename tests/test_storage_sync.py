@@ -4,7 +4,6 @@ HTTP endpoint (moto server on 127.0.0.1)."""
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 

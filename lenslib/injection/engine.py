@@ -17,12 +17,12 @@ import torch
 from tqdm.auto import tqdm
 
 from lenslib import LenslibError
+from lenslib.cutouts import CutoutError, to_chw
 from lenslib.injection.lens import phi_q_to_ellipticity
 from lenslib.injection.photometry import arc_annulus_snr, nmgy_to_mag, sigma_pix
-from lenslib.injection.priors import InjectionParams
+from lenslib.injection.priors import CLUMP_SIGMA_RE, InjectionParams
 from lenslib.injection.render import (SAMPLING_MODES, LensModelBatch, SourceModel, add_poisson_noise,
                                       gaussian_psf_fft, lensed_unit_image)
-from lenslib.injection.priors import CLUMP_SIGMA_RE
 
 BAND_PSF_FACTORS = (1.05, 1.00, 0.94)  # g, r, z FWHM relative to the host's r-band FWHM
 BANDS = ("g", "r", "z")
@@ -37,14 +37,10 @@ def hosts_chw(hosts: Any, n: int | None = None) -> np.ndarray:
     arr = hosts.detach().cpu().numpy() if isinstance(hosts, torch.Tensor) else np.asarray(hosts)
     if arr.ndim == 3:
         arr = arr[None]
-    if arr.ndim != 4:
-        raise InjectionError(f"hosts must be (N, H, W, 3) or (N, 3, H, W) arrays, got shape {arr.shape}")
-    if arr.shape[1] == 3 and arr.shape[2] == arr.shape[3]:
-        chw = arr
-    elif arr.shape[3] == 3 and arr.shape[1] == arr.shape[2]:
-        chw = arr.transpose(0, 3, 1, 2)
-    else:
-        raise InjectionError(f"hosts must be square g, r, z cutouts (N, H, W, 3) or (N, 3, H, W), got {arr.shape}")
+    try:
+        chw = to_chw(arr, "hosts", size=None, ndim=4)
+    except CutoutError:
+        raise InjectionError(f"hosts must be square g, r, z cutouts (N, H, W, 3) or (N, 3, H, W), got {arr.shape}") from None
     if n is not None and chw.shape[0] not in (1, n):
         raise InjectionError(f"{chw.shape[0]} hosts for {n} injections (give one host or one per injection)")
     return np.ascontiguousarray(chw, dtype=np.float32)

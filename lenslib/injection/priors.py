@@ -22,7 +22,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from lenslib import LenslibError
 from lenslib.injection.photometry import mag_to_nmgy
@@ -82,14 +81,14 @@ class InjectionPriors:
     def from_yaml(cls, path: str | Path) -> "InjectionPriors":
         """Read the ``source_params`` and ``lens_params`` sections (other sections, e.g. the authors'
         ``model2_conditioning`` and ``preprocessing``, are not priors and are ignored)."""
+        from lenslib.params import ParamError, read_yaml_mapping
+
         path = Path(path)
         try:
-            doc = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise PriorsError(f"injection priors file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise PriorsError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(doc, dict) or not any(k in doc for k in ("source_params", "lens_params")):
+            doc = read_yaml_mapping(path)
+        except ParamError as exc:
+            raise PriorsError(f"injection priors: {exc}") from None
+        if not any(k in doc for k in ("source_params", "lens_params")):
             raise PriorsError(f"{path}: expected 'source_params' and/or 'lens_params' sections")
         known = {f.name for f in fields(cls)} - {"source"}
         values: dict[str, Any] = {}
