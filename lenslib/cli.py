@@ -1,4 +1,4 @@
-"""Command line: ``python -m lenslib run|claims|params``."""
+"""Command line: ``python -m lenslib run|claims|params|synth|train|score``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,58 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("params", help="print the validated parameters of a profile as JSON")
     s.add_argument("--profile", default="published")
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
+
+    g = sub.add_parser("synth", help="write a synthetic mini-survey (cutouts + manifest) to a directory")
+    g.add_argument("--out", required=True, help="directory to write cutouts/ and manifests/synthetic.parquet into")
+    g.add_argument("--negatives", type=int, default=400)
+    g.add_argument("--positives", type=int, default=200)
+    g.add_argument("--seed", type=int, default=42)
+
+    t = sub.add_parser("train", help="train a lens finder from a config (the authors' YAML format); resumes")
+    t.add_argument("--config", required=True, help="training config YAML (dataset / augment / train / inject)")
+    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    t.add_argument("--no-resume", action="store_true", help="start over even if train.out_dir holds last.pt")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    sc = sub.add_parser("score", help="score the cutouts of a manifest with a checkpoint; writes parquet")
+    sc.add_argument("--checkpoint", required=True)
+    sc.add_argument("--manifest", required=True, help="manifest parquet (cutout_path, label, split ...)")
+    sc.add_argument("--out", required=True, help="output parquet")
+    sc.add_argument("--root", help="directory that relative cutout paths are under")
+    sc.add_argument("--split", help="score only this split")
+    sc.add_argument("--batch-size", type=int, default=256)
+    sc.add_argument("--arch", help="architecture of a bare state dict")
     return p
+
+
+def _tools(args) -> int:
+    from lenslib import params as P
+
+    if args.command == "synth":
+        from lenslib.synthetic import SurveySpec, make_survey
+
+        df = make_survey(args.out, SurveySpec(n_negatives=args.negatives, n_positives=args.positives, seed=args.seed),
+                         progress=True)
+        print(f"{len(df)} cutouts and manifests/synthetic.parquet written to {args.out}")
+    elif args.command == "train":
+        from lenslib.finder_config import read_config
+        from lenslib.training import train
+
+        res = train(read_config(args.config, P.parse_set(args.set)), resume=not args.no_resume,
+                    progress=not args.no_progress)
+        print(f"best val AUC {res.best_auc:.4f} at epoch {res.best_epoch}; checkpoints in {res.out_dir}")
+    else:
+        from lenslib.checkpoints import load_checkpoint
+        from lenslib.manifests import read_manifest
+        from lenslib.scoring import score_manifest
+
+        finder = load_checkpoint(args.checkpoint, arch=args.arch)
+        df = read_manifest(args.manifest)
+        if args.split:
+            df = df[df["split"] == args.split]
+        out = score_manifest(finder.model, df, args.out, spec=finder.spec, root=args.root, batch_size=args.batch_size)
+        print(f"{len(out)} rows scored ({int(out['error'].notna().sum())} failed to load) → {args.out}")
+    return 0
 
 
 def _claims(args, params) -> int:
@@ -56,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     from lenslib import params as P
 
     try:
+        if args.command in ("synth", "train", "score"):
+            return _tools(args)
         overrides = P.parse_set(args.set)
         if getattr(args, "results_uri", None):
             overrides["results_uri"] = args.results_uri

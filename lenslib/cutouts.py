@@ -144,21 +144,30 @@ def _local_or_key(p: str, root: str | Path | None, store) -> str:
 
 
 def load_cutouts(paths: list[str], *, store=None, root: str | Path | None = None, workers: int = 8,
-                 nan_policy: str = "zero", progress: bool = False, **store_options: Any) -> np.ndarray:
+                 nan_policy: str = "zero", progress: bool = False, errors: dict[int, str] | None = None,
+                 **store_options: Any) -> np.ndarray:
     """Load many cutouts in parallel into one float32 (N, 3, 101, 101) array (order kept).
 
-    Relative paths are taken under ``root`` (a local mirror) or as keys of ``store``."""
+    Relative paths are taken under ``root`` (a local mirror) or as keys of ``store``. The first bad
+    file raises :class:`CutoutError`, unless ``errors`` (a dict) is given: then each failure is
+    recorded there as ``{index: message}``, its image is all NaN, and the others still load."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
-    def one(p: str) -> np.ndarray:
-        return load_cutout(_local_or_key(str(p), root, store), store=store, nan_policy=nan_policy,
-                           **store_options).image
+    def one(k: int) -> np.ndarray:
+        try:
+            return load_cutout(_local_or_key(str(paths[k]), root, store), store=store, nan_policy=nan_policy,
+                               **store_options).image
+        except CutoutError as exc:
+            if errors is None:
+                raise
+            errors[k] = str(exc)
+            return np.full((3, STAMP, STAMP), np.nan, np.float32)
 
     out = np.empty((len(paths), 3, STAMP, STAMP), np.float32)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for k, img in enumerate(tqdm(pool.map(one, paths), total=len(paths), desc="cutouts", unit="file",
+        for k, img in enumerate(tqdm(pool.map(one, range(len(paths))), total=len(paths), desc="cutouts", unit="file",
                                      disable=not progress)):
             out[k] = img
     return out

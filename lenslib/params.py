@@ -88,6 +88,19 @@ SCHEMA: dict[str, Param] = {
                       nullable=True),
     "split_seed": Param("int", "seed of the SHA-256 HEALPix split rule", default=42),
     "prior_draws": Param("int", "number of draws shown against the priors", default=5000, check=_positive),
+    # lens finders (notebooks/methods_model.md)
+    "finder_config": Param("str", "training config YAML (dataset/augment/train/inject; the authors' format)",
+                           default="params/finder_demo.yaml"),
+    "finder_set": Param("list[str]", "overrides of the training config, 'section.key=value'", default=[]),
+    "finder_checkpoint": Param("str", "a trained checkpoint to evaluate instead of training (null: train)",
+                               nullable=True),
+    "finder_manifest": Param("str", "manifest to train/evaluate on, a key under data_uri or a local path "
+                                    "(null: a synthetic mini-survey is generated)", nullable=True),
+    "synthetic_negatives": Param("int", "non-lenses in the synthetic mini-survey", default=400, check=_positive),
+    "synthetic_positives": Param("int", "lenses in the synthetic mini-survey", default=200, check=_positive),
+    "synthetic_seed": Param("int", "seed of the synthetic mini-survey", default=42),
+    "finder_fprs": Param("list[float]", "target false-positive rates for score thresholds",
+                         default=[0.01, 0.001]),
 }
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
@@ -96,6 +109,8 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
     "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list[float]": lambda v: isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                         for x in v),
 }
 
 

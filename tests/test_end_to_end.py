@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-NOTEBOOKS = ["methods_data", "methods_injection", "01_tier_a_recall", "02_selection_function", "03_poisson_noise", "04_bright_arcs",
+NOTEBOOKS = ["methods_data", "methods_injection", "methods_model", "01_tier_a_recall", "02_selection_function", "03_poisson_noise", "04_bright_arcs",
              "05_linear_probe", "06_gallery", "07_claims", "08_provenance"]
 TABLES = {
     "tier_a_recall": ["threshold", "recall_pct", "n_detected", "n_total", "ci95_lo_pct", "ci95_hi_pct"],
@@ -22,7 +22,7 @@ TABLES = {
     "poisson_paired": ["mag_bin", "n", "gained", "lost", "sign_test_p"],
     "linear_probe": ["quantity", "value", "std"],
 }
-FIGURES = ["positives_sky_split", "dr10_cutouts", "injection_priors", "injection_examples", "injection_lenstronomy", "fig1_completeness", "fig2_completeness_maps", "fig3_scores", "fig4_bright_arcs", "fig5_comparison"]
+FIGURES = ["positives_sky_split", "dr10_cutouts", "injection_priors", "injection_examples", "injection_lenstronomy", "finder_training_curves", "finder_roc", "finder_scores", "fig1_completeness", "fig2_completeness_maps", "fig3_scores", "fig4_bright_arcs", "fig5_comparison"]
 
 
 def lenslib(project, *args, timeout=600):
