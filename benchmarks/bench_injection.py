@@ -5,7 +5,7 @@ SERSIC_ELLIPSE source, 4× supersampling, Gaussian PSF) rendering one band; a le
 is three such images. Both render the same drawn parameters. Reported: injections/s of lenslib
 per batch size and sampling mode, lenstronomy images/s and injections/s, and the ratio.
 
-    python benchmarks/bench_injection.py [--batch-sizes 1 8 32 128] [--n 256] [--device cpu|cuda]
+    python benchmarks/bench_injection.py [--batch-sizes 1 8 32 128] [--n 256] [--device cpu|cuda] [--compile]
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ def lenstronomy_images_per_s(p, fwhm: float, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def lenslib_injections_per_s(p, host, batch: int, sampling: str, device: str, n: int, repeat: int = 2) -> float:
-    eng = InjectionEngine(sampling=sampling, poisson=True, gain=150.0, batch_size=batch, device=device)
+def lenslib_injections_per_s(p, host, batch: int, sampling: str, device: str, n: int, repeat: int = 2,
+                             compiled: bool = False) -> float:
+    eng = InjectionEngine(sampling=sampling, poisson=True, gain=150.0, batch_size=batch, device=device,
+                          compile=compiled)
     sub = p.select(slice(0, n))
-    eng.inject(host, sub.select(slice(0, batch)), 1.3, 2500.0, seeds=0)  # warm-up
+    eng.inject(host, sub if compiled else sub.select(slice(0, batch)), 1.3, 2500.0, seeds=0)  # warm-up (and compile)
     best = np.inf
     for _ in range(repeat):
         if device == "cuda":
@@ -75,6 +77,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--compile", action="store_true", help="also time engines with compile=True (torch.compile)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,13 +88,15 @@ def main() -> None:
     rows = []
     print(f"lenstronomy: {ref_img:.1f} images/s = {ref_inj:.1f} injections/s (3 bands)  [CPU, {torch.get_num_threads()} "
           f"torch threads; lenslib on {args.device}]")
-    print(f"{'sampling':>9} {'batch':>6} {'inj/s':>9} {'x lenstronomy':>14}")
-    for sampling in ("full", "adaptive"):
+    print(f"{'sampling':>16} {'batch':>6} {'inj/s':>9} {'x lenstronomy':>14}")
+    modes = [("full", False), ("adaptive", False)] + ([("full", True), ("adaptive", True)] if args.compile else [])
+    for sampling, compiled in modes:
         for b in args.batch_sizes:
             n = max(b, (args.n // b) * b)
-            rate = lenslib_injections_per_s(p, host, b, sampling, args.device, n)
-            rows.append(dict(sampling=sampling, batch=b, injections_per_s=rate, ratio=rate / ref_inj))
-            print(f"{sampling:>9} {b:>6} {rate:>9.1f} {rate / ref_inj:>14.1f}")
+            rate = lenslib_injections_per_s(p, host, b, sampling, args.device, n, compiled=compiled)
+            name = sampling + ("+compile" if compiled else "")
+            rows.append(dict(sampling=name, batch=b, injections_per_s=rate, ratio=rate / ref_inj))
+            print(f"{name:>16} {b:>6} {rate:>9.1f} {rate / ref_inj:>14.1f}")
     if args.json:
         args.json.write_text(json.dumps(dict(device=args.device, lenstronomy_images_per_s=ref_img,
                                              lenstronomy_injections_per_s=ref_inj, lenslib=rows), indent=1))

@@ -66,10 +66,19 @@ class BottleneckedResNet(nn.Module):
         return self.fc(self.embed(x))
 
 
+def torchvision_available() -> bool:
+    """True if torchvision imports (a torchvision built for another torch fails at import)."""
+    try:
+        _torchvision()
+    except ModelError:
+        return False
+    return True
+
+
 def _torchvision():
     try:
         import torchvision
-    except ImportError:
+    except Exception:  # noqa: BLE001 - ImportError, or a RuntimeError from a torchvision built for another torch
         raise ModelError("resnet18 and efficientnet_v2_s need torchvision (pip install torchvision matching your "
                          "torch); bottlenecked_resnet needs only torch") from None
     return torchvision

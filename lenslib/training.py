@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -118,8 +119,10 @@ def _optimiser(model: nn.Module, cfg: FinderConfig, fast_forward: int = 0):
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, t.lr_step_epoch), gamma=t.lr_gamma)
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
-    for _ in range(fast_forward):
-        sched.step()
+    with warnings.catch_warnings():  # stepping a fresh schedule before any optimiser step is the point here
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        for _ in range(fast_forward):
+            sched.step()
     return opt, sched
 
 

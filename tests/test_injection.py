@@ -131,3 +131,37 @@ def test_gain_1e12_equals_no_noise_and_seeds_reproduce():
     assert torch.equal(add_poisson_noise(torch.zeros(5, 5), 150.0), torch.zeros(5, 5))  # zero flux, zero noise
     with pytest.raises(ValueError, match="gain"):
         add_poisson_noise(img, 0.0)
+
+
+def test_faint_arc_poisson_counts_are_independent_poisson_per_pixel():
+    # ΣE is small here, so counts come from a Poisson total spread by a multinomial: per pixel the
+    # mean and variance must equal E, and pixels must be uncorrelated, as independent Poisson draws are
+    lam = torch.linspace(0.002, 0.6, 64, dtype=torch.float64).reshape(8, 8)
+    g = torch.Generator().manual_seed(11)
+    reps = 6000
+    counts = torch.stack([add_poisson_noise(lam, 1.0, g) for _ in range(reps)]).reshape(reps, -1)
+    assert float(lam.sum()) <= 16 * lam.numel()
+    mean, var = counts.mean(0), counts.var(0)
+    se = (lam.flatten() / reps).sqrt()
+    assert float(((mean - lam.flatten()).abs() / se).max()) < 4.5
+    assert float(((var / lam.flatten()) - 1).abs()[lam.flatten() > 0.1].max()) < 0.12
+    corr = torch.corrcoef(counts[:, lam.flatten() > 0.3].T)
+    off = corr[~torch.eye(len(corr), dtype=torch.bool)]
+    assert float(off.abs().max()) < 5 / reps**0.5
+    # the total is Poisson too (a multinomial with a fixed total would have no variance at all)
+    assert float(counts.sum(1).var()) == pytest.approx(float(lam.sum()), rel=0.1)
+    assert bool((counts == counts.round()).all()) and bool((counts >= 0).all())
+
+
+def test_batched_poisson_equals_one_image_at_a_time():
+    from lenslib.injection import add_poisson_noise_batch
+
+    faint = torch.rand(3, 3, 20, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.01
+    bright = torch.full((1, 3, 20, 20), 5.0, dtype=torch.float64)  # > 16 e-/pixel: drawn pixel by pixel
+    imgs = torch.cat([faint[:2], bright, faint[2:]]).float()
+    batch = add_poisson_noise_batch(imgs, 150.0, [torch.Generator().manual_seed(s) for s in range(4)])
+    one = torch.stack([add_poisson_noise(im, 150.0, torch.Generator().manual_seed(s)) for s, im in enumerate(imgs)])
+    assert torch.equal(batch, one) and batch.dtype == torch.float32
+    assert not torch.equal(batch[0], imgs[0]) and not torch.equal(batch[2], imgs[2])
+    with pytest.raises(ValueError, match="4 images but 3 generators"):
+        add_poisson_noise_batch(imgs, 150.0, [None] * 3)

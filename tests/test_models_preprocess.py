@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lenslib.cutouts import load_cutout
-from lenslib.models import BottleneckedResNet, ModelError, build_model, load_weights, n_parameters
+from lenslib.models import (BottleneckedResNet, ModelError, build_model, load_weights, n_parameters,
+                            torchvision_available)
 from lenslib.preprocess import PreprocessError, PreprocessSpec, annulus_mask, raw_robust
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dr10_samples" / "sample_cutout.npz"
@@ -76,3 +77,23 @@ def test_weights_file_round_trip_and_errors(tmp_path):
         build_model("bottlenecked_resnet", weights=tmp_path / "none.pt")
     with pytest.raises(ModelError, match="unknown architecture"):
         build_model("vit_b_16")
+
+
+
+@pytest.mark.skipif(not torchvision_available(), reason="torchvision is not installed (CI: no wheel matches torch 2.13.0)")
+def test_torchvision_architectures_match_the_spec():
+    from lenslib.scoring import embed, feature_blocks
+
+    eff = build_model("efficientnet_v2_s")
+    assert n_parameters(eff) == 20_178_769  # PAPER_SPEC C.1
+    sd = eff.state_dict()
+    assert sd["classifier.1.weight"].shape == (1, 1280) and "features.7.1.running_var" in sd
+    assert not any(k.startswith("classifier.0") for k in sd)
+    assert list(feature_blocks(eff)) == [f"features_{i}" for i in range(8)]
+    e = embed(eff, np.random.default_rng(0).normal(0, 0.01, (2, 3, 101, 101)).astype(np.float32))
+    assert e.penultimate.shape == (2, 1280)
+    assert [v.shape[1] for v in e.blocks.values()] == [24, 24, 48, 64, 128, 160, 256, 1280]
+    r18 = build_model("resnet18")
+    assert n_parameters(r18) == 11_177_025 and r18.fc.out_features == 1
+    assert r18.conv1.kernel_size == (7, 7) and r18.conv1.stride == (2, 2) and r18.conv1.bias is None
+    assert embed(r18, np.zeros((1, 3, 101, 101), np.float32)).penultimate.shape == (1, 512)

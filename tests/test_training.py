@@ -19,6 +19,7 @@ import yaml
 from lenslib.checkpoints import load_checkpoint, read_checkpoint
 from lenslib.finder_config import FinderConfigError, from_mapping, read_config
 from lenslib.finder_data import FinderDataset, augment, augment_seed
+from lenslib.models import torchvision_available
 from lenslib.preprocess import raw_robust
 from lenslib.scoring import score_images
 from lenslib.synthetic import SurveySpec, make_survey
@@ -250,3 +251,42 @@ def test_training_on_injected_positives_finds_the_survey_lenses(survey, tmp_path
                      "source_r_mag_min": 19.0, "source_r_mag_max": 21.0}
     res = train(from_mapping(doc, "test"), manifest=only_neg_train, progress=False, log=None)
     assert res.best_auc > 0.75, res.history
+
+
+def test_backbone_freezing_trains_only_the_head_then_everything(survey, tmp_path):
+    from lenslib.models import build_model
+
+    cfg = from_mapping(small(survey, tmp_path / "run", epochs=2, warmup_epochs=0, freeze_backbone_epochs=1,
+                             save_every=1), "test")
+    res = train(cfg, progress=False, log=None)
+    torch.manual_seed(cfg.train.seed)
+    init = dict(build_model("bottlenecked_resnet", base_ch=8).named_parameters())
+    e1 = read_checkpoint(tmp_path / "run" / "epoch_001.pt")["model"]
+    e2 = read_checkpoint(tmp_path / "run" / "epoch_002.pt")["model"]
+    for name, p in init.items():
+        frozen_then = torch.equal(e1[name], p.detach())
+        assert frozen_then == (not name.startswith("fc.")), name
+        assert not torch.equal(e2[name], e1[name]), name
+    # unfreezing makes a fresh AdamW and fast-forwards the cosine schedule by one epoch: lr·(1 + cos(π/2))/2
+    np.testing.assert_allclose(res.history["lr"], [0.003, 0.0015], rtol=1e-9)
+
+
+
+@pytest.mark.skipif(not torchvision_available(), reason="torchvision is not installed (CI: no wheel matches torch 2.13.0)")
+@pytest.mark.parametrize("arch", ["efficientnet_v2_s", "resnet18"])
+def test_torchvision_architectures_train_freeze_and_reload(survey, tmp_path, arch):
+    root, df = survey
+    few = df.groupby(["split", "label"]).head(12)
+    cfg = from_mapping(small(survey, tmp_path / "run", arch=arch, epochs=2, batch_size=8, effective_batch=16,
+                             freeze_backbone_epochs=1, warmup_epochs=0, save_every=1), "test")
+    res = train(cfg, manifest=few, progress=False, log=None)
+    e1 = read_checkpoint(tmp_path / "run" / "epoch_001.pt")["model"]
+    head = "classifier.1.weight" if arch == "efficientnet_v2_s" else "fc.weight"
+    torch.manual_seed(cfg.train.seed)
+    from lenslib.models import build_model
+
+    init = build_model(arch).state_dict()
+    first_conv = "features.0.0.weight" if arch == "efficientnet_v2_s" else "conv1.weight"
+    assert torch.equal(e1[first_conv], init[first_conv]) and not torch.equal(e1[head], init[head])
+    finder = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert finder.arch == arch and finder.epoch == res.best_epoch

@@ -45,11 +45,13 @@ def phi_q_to_ellipticity(phi: Any, q: Any) -> tuple[Any, Any]:
 def _sie_lens_frame(xp: torch.Tensor, yp: torch.Tensor, theta_E: torch.Tensor, q: torch.Tensor):
     tiny = torch.finfo(xp.dtype).tiny ** 0.5
     spherical = (1 - q).abs() < _Q_SPHERICAL
-    any_spherical = bool(spherical.any())  # the SIS form is only evaluated when a lens needs it
+    # eager: the SIS form only when a lens needs it; compiled: both forms, no data-dependent branch
+    compiling = torch.compiler.is_compiling()
+    any_spherical = compiling or bool(spherical.any())
     if any_spherical:
         r_inv = theta_E / torch.sqrt(xp * xp + yp * yp).clamp_min(tiny)
         ax_sis, ay_sis = xp * r_inv, yp * r_inv
-        if bool(spherical.all()):
+        if not compiling and bool(spherical.all()):
             return ax_sis, ay_sis
         q = torch.where(spherical, torch.full_like(q, 0.5), q)  # any q < 1 keeps the unused branch finite
     f = torch.sqrt((1 - q) * (1 + q))
