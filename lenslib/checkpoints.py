@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lenslib.models import ModelError, build_model
+from lenslib.models import ModelError, build_model, read_torch_file
 from lenslib.preprocess import PreprocessSpec
 
 FORMAT = "lenslib.finder/1"
@@ -45,12 +45,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict (tensors on the CPU); errors name the file."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such checkpoint") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
-        raise ModelError(f"{path}: not a readable torch checkpoint ({exc})") from None
+    obj = read_torch_file(path, "checkpoint")
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: expected a dict (a checkpoint or a state dict), got {type(obj).__name__}")
     return obj

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -103,14 +104,20 @@ def build_model(arch: str, *, base_ch: int = 27, dropout: float = 0.2, weights: 
     return model
 
 
+def read_torch_file(path: str | Path, what: str = "weights file") -> Any:
+    """``torch.load`` on the CPU with ``weights_only`` (tensors, containers, numbers: no code runs);
+    a missing or unreadable file raises :class:`ModelError` naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such {what}") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
+        raise ModelError(f"{path}: not a readable torch {what} ({exc})") from None
+
+
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a state dict (or a checkpoint dict holding ``model``/``state_dict``) into ``model``."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such weights file") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
-        raise ModelError(f"{path}: not a readable torch weights file ({exc})") from None
+    obj = read_torch_file(path)
     state = obj.get("model", obj.get("state_dict", obj)) if isinstance(obj, dict) else obj
     state = {k.removeprefix("module."): v for k, v in state.items()}
     try:
