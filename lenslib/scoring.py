@@ -45,18 +45,15 @@ def sigmoid64(logits: Any) -> np.ndarray:
         return np.exp(-np.logaddexp(0.0, -z))
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, dataset, spec: PreprocessSpec = PreprocessSpec(), *,
-                   device: torch.device | str | None = None, batch_size: int = 256,
+def predict_logits(model: nn.Module, dataset, spec: PreprocessSpec = PreprocessSpec(), *, batch_size: int = 256,
                    num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (float64) and labels over a dataset of (raw image, label, ...) items, in order, fp32, eval mode."""
-    device = torch.device(device) if device is not None else _device(model)
+    """Logits (float64) and labels over a dataset of (raw image, label, ...) items, in order, fp32, eval
+    mode (the model's train/eval mode is restored afterwards)."""
     was_training = model.training
-    model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     logits, labels = [], []
     for x, y, *_ in loader:
-        logits.append(model(raw_robust(x.to(device), spec)).squeeze(1).double().cpu().numpy())
+        logits.append(_logits(model, x, spec, batch_size))
         labels.append(y.numpy())
     model.train(was_training)
     return np.concatenate(logits), np.concatenate(labels)

@@ -248,8 +248,7 @@ def train(cfg: FinderConfig, *, manifest: pd.DataFrame | None = None, store=None
         train_seconds = time.perf_counter() - tic
         sched.step()
 
-        logits_v, labels_v = predict_logits(model, val_ds, spec, device=device, batch_size=t.batch_size,
-                                            num_workers=t.num_workers)
+        logits_v, labels_v = predict_logits(model, val_ds, spec, batch_size=t.batch_size, num_workers=t.num_workers)
         auc = float(roc_auc_score(labels_v, logits_v))
         val_loss = float(loss_fn(torch.as_tensor(logits_v), torch.as_tensor(labels_v, dtype=torch.float64)))
         improved = auc > best_auc
