@@ -39,6 +39,7 @@ from lenslib.finder_data import FinderDataset
 from lenslib.injection import InjectionEngine, InjectionParams, InjectionPriors, draw
 from lenslib.manifests import read_manifest
 from lenslib.models import build_model, load_weights
+from lenslib.params import resolve_path
 from lenslib.preprocess import raw_robust
 from lenslib.scoring import predict_logits
 
@@ -79,7 +80,7 @@ class OnTheFlyInjector:
 
     def __init__(self, cfg: InjectConfig, psf_fwhm_r: np.ndarray, device: torch.device):
         self.cfg = cfg
-        self.priors = InjectionPriors.from_yaml(_resolve(cfg.priors))
+        self.priors = InjectionPriors.from_yaml(resolve_path(cfg.priors))
         if cfg.source_r_mag_max > 0:
             self.priors = self.priors.override(r_mag_range=(cfg.source_r_mag_min, cfg.source_r_mag_max))
         self.psf = np.where(np.isfinite(psf_fwhm_r) & (psf_fwhm_r > 0), psf_fwhm_r, cfg.default_psf_fwhm_r)
@@ -102,12 +103,6 @@ class OnTheFlyInjector:
         x[chosen] = res.injected.to(x.device, x.dtype)
         y[chosen] = 1.0
         return x, y
-
-
-def _resolve(p: str) -> Path:
-    from lenslib.params import resolve_path
-
-    return resolve_path(p)
 
 
 def _optimiser(model: nn.Module, cfg: FinderConfig, fast_forward: int = 0):
@@ -188,7 +183,7 @@ def train(cfg: FinderConfig, *, manifest: pd.DataFrame | None = None, store=None
     torch.manual_seed(t.seed)
     model = build_model(t.arch, base_ch=t.base_ch, dropout=t.dropout)
     if t.init_weights:
-        load_weights(model, _resolve(t.init_weights))
+        load_weights(model, resolve_path(t.init_weights))
     model.to(device)
     opt, sched = _optimiser(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
