@@ -163,5 +163,8 @@ def test_batched_poisson_equals_one_image_at_a_time():
     one = torch.stack([add_poisson_noise(im, 150.0, torch.Generator().manual_seed(s)) for s, im in enumerate(imgs)])
     assert torch.equal(batch, one) and batch.dtype == torch.float32
     assert not torch.equal(batch[0], imgs[0]) and not torch.equal(batch[2], imgs[2])
+    inplace = imgs.clone()
+    out = add_poisson_noise_batch(inplace, 150.0, [torch.Generator().manual_seed(s) for s in range(4)], inplace=True)
+    assert out is inplace and torch.equal(out, batch)
     with pytest.raises(ValueError, match="4 images but 3 generators"):
         add_poisson_noise_batch(imgs, 150.0, [None] * 3)

@@ -19,12 +19,13 @@ from lenslib.injection.engine import (BAND_PSF_FACTORS, InjectionEngine, Injecti
 from lenslib.injection.lens import deflection, ellipticity_to_phi_q, phi_q_to_ellipticity
 from lenslib.injection.photometry import (arc_annulus_snr, depth_mag, mag_to_nmgy, nmgy_to_mag, sigma_pix)
 from lenslib.injection.priors import (UNRESTRICTED_BETA_FRAC, InjectionParams, InjectionPriors, PriorsError, draw)
-from lenslib.injection.render import (LensModelBatch, SourceModel, add_poisson_noise, add_poisson_noise_batch,
-                                      gaussian_psf_fft,
-                                      lensed_unit_image, pixel_grid, render_arc)
+from lenslib.injection.noise import add_poisson_noise, add_poisson_noise_batch
+from lenslib.injection.psf import gaussian_psf_bands, gaussian_psf_fft
+from lenslib.injection.render import LensModelBatch, SourceModel, lensed_unit_image, pixel_grid, render_arc
 from lenslib.injection.source import sersic_bn, sersic_total_flux_factor
 
-__all__ = ["deflection", "render_arc", "add_poisson_noise", "add_poisson_noise_batch", "gaussian_psf_fft", "pixel_grid", "sersic_bn",
+__all__ = ["deflection", "render_arc", "add_poisson_noise", "add_poisson_noise_batch", "gaussian_psf_fft",
+           "gaussian_psf_bands", "pixel_grid", "sersic_bn",
            "sersic_total_flux_factor", "ellipticity_to_phi_q", "phi_q_to_ellipticity", "lensed_unit_image",
            "LensModelBatch", "SourceModel", "InjectionEngine", "InjectionError", "InjectionResult", "hosts_chw",
            "InjectionPriors", "InjectionParams", "PriorsError", "draw", "UNRESTRICTED_BETA_FRAC", "BAND_PSF_FACTORS",

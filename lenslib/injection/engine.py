@@ -21,8 +21,9 @@ from lenslib.cutouts import CutoutError, to_chw
 from lenslib.injection.lens import phi_q_to_ellipticity
 from lenslib.injection.photometry import arc_annulus_snr, nmgy_to_mag, sigma_pix
 from lenslib.injection.priors import CLUMP_SIGMA_RE, InjectionParams
-from lenslib.injection.render import (SAMPLING_MODES, LensModelBatch, SourceModel, add_poisson_noise_batch,
-                                      gaussian_psf_fft, lensed_unit_image)
+from lenslib.injection.noise import add_poisson_noise_batch
+from lenslib.injection.psf import gaussian_psf_bands
+from lenslib.injection.render import SAMPLING_MODES, LensModelBatch, SourceModel, lensed_unit_image
 
 BAND_PSF_FACTORS = (1.05, 1.00, 0.94)  # g, r, z FWHM relative to the host's r-band FWHM
 BANDS = ("g", "r", "z")
@@ -133,8 +134,10 @@ class InjectionEngine:
                           n_sersic=t(p.n_sersic), e1=t(es1), e2=t(es2), bn_method=self.bn_method, **clumps)
         return lens, src
 
-    def arcs(self, params: InjectionParams, psf_fwhm_r: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise-free arcs (N, 3, H, W) in nmgy after the per-band PSF, and the unit-flux magnifications (N,)."""
+    def arcs(self, params: InjectionParams, psf_fwhm_r: Any,
+             out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise-free arcs (N, 3, H, W) in nmgy after the per-band PSF (written into ``out`` if given),
+        and the unit-flux magnifications (N,)."""
         n = len(params)
         fwhm_r = _per_injection("psf_fwhm_r", psf_fwhm_r, n)
         lens, src = self._models(params)
@@ -143,7 +146,7 @@ class InjectionEngine:
         flux = torch.as_tensor(params.fluxes_nmgy(), dtype=self.dtype, device=self.device)
         fwhm = torch.as_tensor(fwhm_r[:, None] * np.asarray(self.band_psf_factors)[None, :], dtype=self.dtype,
                                device=self.device)
-        arcs = gaussian_psf_fft(unit[:, None] * flux[:, :, None, None], fwhm / self.pixscale)
+        arcs = gaussian_psf_bands(unit, fwhm / self.pixscale, flux, out=out)
         return arcs, unit.sum((-2, -1))
 
     def inject(self, hosts: Any, params: InjectionParams, psf_fwhm_r: Any, psfdepth_r: Any = None,
@@ -167,25 +170,25 @@ class InjectionEngine:
             seed_arr = (int(seeds) + np.arange(n)) if np.ndim(seeds) == 0 else np.asarray(seeds, dtype=np.int64)
             if seed_arr.shape != (n,):
                 raise InjectionError(f"seeds has shape {seed_arr.shape}; expected {n} or one base seed")
-        injected, only, mags, magn = [], [], [], []
+        shape = (n, 3, self.nx, self.nx)
+        injected = torch.empty(shape, dtype=self.dtype, device=self.device)
+        only = torch.empty(shape, dtype=self.dtype, device=self.device)
+        magn = np.zeros(n)
         starts = range(0, n, self.batch_size)
         for b0 in tqdm(starts, desc="injecting", unit="batch", disable=not progress):
             sl = slice(b0, min(b0 + self.batch_size, n))
-            arcs, mu = self.arcs(params.select(sl), fwhm_r[sl])
+            arcs, mu = self.arcs(params.select(sl), fwhm_r[sl], out=only[sl])
             if self.poisson:
                 gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seed_arr[sl]]
-                arcs = add_poisson_noise_batch(arcs, self.gain, gens)
+                add_poisson_noise_batch(arcs, self.gain, gens, inplace=True)
             h = torch.as_tensor(host[sl] if host.shape[0] > 1 else host, device=self.device, dtype=self.dtype)
-            injected.append(h + arcs)
-            only.append(arcs)
-            mags.append(arcs[:, 1].sum((-2, -1)).double().cpu().numpy())
-            magn.append(mu.double().cpu().numpy())
-        only_t = torch.cat(only) if only else torch.zeros((0, 3, self.nx, self.nx), dtype=self.dtype)
-        snr = arc_annulus_snr(only_t[:, 1], sigma_pix(depth, fwhm_r, self.pixscale))
+            torch.add(h, arcs, out=injected[sl])
+            magn[sl] = mu.double().cpu().numpy()
+        snr = arc_annulus_snr(only[:, 1], sigma_pix(depth, fwhm_r, self.pixscale))
         return InjectionResult(
-            injected=torch.cat(injected) if injected else only_t.clone(), injection_only=only_t,
-            lensed_r_mag=nmgy_to_mag(np.concatenate(mags) if mags else np.zeros(0)),
-            magnification=np.concatenate(magn) if magn else np.zeros(0), arc_snr=snr, params=params,
+            injected=injected, injection_only=only,
+            lensed_r_mag=nmgy_to_mag(only[:, 1].sum((-2, -1), dtype=torch.float64).cpu().numpy()),
+            magnification=magn, arc_snr=snr, params=params,
             psf_fwhm_r=fwhm_r, seeds=seed_arr,
             settings=dict(sampling=self.sampling, oversample=self.oversample, bn_method=self.bn_method,
                           poisson=self.poisson, gain=self.gain if self.poisson else None, compile=self.compile,
