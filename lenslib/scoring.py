@@ -10,6 +10,7 @@ given :class:`~lenslib.preprocess.PreprocessSpec` (a checkpoint's own spec when 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -143,33 +144,44 @@ def score_manifest(model: nn.Module, manifest: pd.DataFrame, out: str | Path, *,
     ``logit``, ``score`` and ``error`` (the message for a file that failed to load; its score is NaN).
 
     Work is written chunk by chunk to ``<out>.parts/``; a rerun after an interruption scores only the
-    chunks that are missing, and the parts are removed once ``out`` is complete."""
+    chunks that are missing, and the parts are removed once ``out`` is complete. The next chunk's
+    cutouts are read while the current one is scored."""
     out = Path(out)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     keep = [c for c in KEEP_COLUMNS if c in manifest.columns and c != path_col]
     n = len(manifest)
     starts = range(0, n, chunk_size)
-    for s0 in tqdm(starts, desc="scoring", unit="chunk", disable=not progress):
-        part = parts / f"part_{s0:010d}_{min(n, s0 + chunk_size) - s0}.parquet"
-        if part.exists():
-            continue
-        rows = manifest.iloc[s0:s0 + chunk_size]
+    part_of = lambda s0: parts / f"part_{s0:010d}_{min(n, s0 + chunk_size) - s0}.parquet"  # noqa: E731
+    todo = [s0 for s0 in starts if not part_of(s0).exists()]
+
+    def load(s0: int) -> tuple[np.ndarray, dict[int, str]]:
         errors: dict[int, str] = {}
-        images = load_cutouts(rows[path_col].astype(str).tolist(), store=store, root=root, workers=workers,
-                              errors=errors)
-        ok = np.array([k not in errors for k in range(len(rows))])
-        logits = np.full(len(rows), np.nan)
-        if ok.any():
-            logits[ok] = _logits(model, images[ok], spec, batch_size)
-        df = rows[[path_col, *keep]].reset_index(drop=True).copy()
-        df["logit"], df["score"] = logits, sigmoid64(logits)
-        df["error"] = [errors.get(k) for k in range(len(rows))]
-        tmp = part.with_name(part.name + ".tmp")
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
-        tmp.replace(part)
-    expected = {f"part_{s0:010d}_{min(n, s0 + chunk_size) - s0}.parquet" for s0 in starts}
-    frames = [pd.read_parquet(parts / name) for name in sorted(expected)]
+        paths = manifest[path_col].iloc[s0:s0 + chunk_size].astype(str).tolist()
+        return load_cutouts(paths, store=store, root=root, workers=workers, errors=errors), errors
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        nxt = reader.submit(load, todo[0]) if todo else None
+        bar = tqdm(total=len(starts), initial=len(starts) - len(todo), desc="scoring", unit="chunk",
+                   disable=not progress)
+        for k, s0 in enumerate(todo):
+            images, errors = nxt.result()
+            nxt = reader.submit(load, todo[k + 1]) if k + 1 < len(todo) else None
+            rows = manifest.iloc[s0:s0 + chunk_size]
+            ok = np.array([i not in errors for i in range(len(rows))])
+            logits = np.full(len(rows), np.nan)
+            if ok.any():
+                logits[ok] = _logits(model, images[ok], spec, batch_size)
+            df = rows[[path_col, *keep]].reset_index(drop=True).copy()
+            df["logit"], df["score"] = logits, sigmoid64(logits)
+            df["error"] = [errors.get(i) for i in range(len(rows))]
+            part = part_of(s0)
+            tmp = part.with_name(part.name + ".tmp")
+            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+            tmp.replace(part)
+            bar.update()
+        bar.close()
+    frames = [pd.read_parquet(part_of(s0)) for s0 in starts]
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[path_col, *keep, "logit",
                                                                                         "score", "error"])
     tmp = out.with_name(out.name + ".tmp")
