@@ -78,6 +78,8 @@ def lenslib_injections_per_s(p, host, batch: int, sampling: str, device: str, n:
                              compiled: bool = False) -> float:
     eng = InjectionEngine(sampling=sampling, poisson=True, gain=150.0, batch_size=batch, device=device,
                           compile=compiled)
+    if len(p) < n:
+        raise ValueError(f"{n} injections to time but {len(p)} parameter sets drawn")
     sub = p.select(slice(0, n))
     eng.inject(host, sub if compiled else sub.select(slice(0, batch)), 1.3, 2500.0, seeds=0)  # warm-up (and compile)
     best = np.inf
@@ -107,7 +109,8 @@ def main() -> None:
     steady = False if args.default_malloc else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    p = draw(1337, np.random.default_rng(1).uniform(0.5, 3.0, max(args.n, args.n_lenstronomy)), InjectionPriors())
+    largest = max(max(b, (args.n // b) * b) for b in args.batch_sizes)  # every timed setting gets its own draws
+    p = draw(1337, np.random.default_rng(1).uniform(0.5, 3.0, max(largest, args.n_lenstronomy)), InjectionPriors())
     host = np.zeros((NX, NX, 3), np.float32)
     reference = lenstronomy_timer(p, 1.3, args.n_lenstronomy)
     rows = []

@@ -11,6 +11,7 @@ The ratio says how much of the model's own speed the pipeline keeps. Architectur
 torchvision are reported as unavailable where it is not installed.
 
     python benchmarks/bench_models.py [--n 512] [--epochs 2] [--archs bottlenecked_resnet resnet18 efficientnet_v2_s]
+        [--devices cpu cuda] [--workers 0]
 """
 
 from __future__ import annotations
@@ -85,8 +86,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of the training run")
     ap.add_argument("--archs", nargs="+", default=["bottlenecked_resnet", "resnet18", "efficientnet_v2_s"])
+    ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"],
+                    help="devices to time (cuda is skipped where no GPU is present)")
     args = ap.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = [torch.device(d) for d in args.devices if d != "cuda" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices {[str(d) for d in devices]}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "survey"

@@ -3,7 +3,9 @@ sections, PAPER_SPEC C.4) read unchanged, plus lenslib's additions, all checked 
 
 lenslib additions: ``dataset.root`` (where relative ``cutout_path`` values live: a local mirror or an
 ``s3://`` URI), ``dataset.clip_range``, ``dataset.cache_in_memory``, ``train.seed`` (model
-initialisation, shuffling, dropout), ``train.dropout``, ``train.save_every`` and an ``inject`` section
+initialisation, shuffling, dropout), ``train.deterministic`` (cuDNN picks only deterministic
+kernels on CUDA, so a resumed run ends on the same weights; false lets it autotune for speed),
+``train.dropout``, ``train.save_every`` and an ``inject`` section
 (positives made on the fly by injecting arcs into training negatives). ``train.device: cuda`` falls
 back to the CPU with a warning when no GPU is present, so the authors' files run on a laptop.
 """
@@ -78,6 +80,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     init_weights: str = ""
     seed: int = 42
+    deterministic: bool = True  # CUDA: deterministic cuDNN kernels (exact resume) over autotuned ones
     dropout: float = 0.2
     save_every: int = 10
 

@@ -61,7 +61,7 @@ class FinderDataset(torch.utils.data.Dataset):
         if self._cache is not None and k in self._cache:
             return self._cache[k]
         img = load_cutout(_local_or_key(self.paths[k], self.root, self.store), store=self.store,
-                          nan_policy="zero").image
+                          nan_policy="zero", meta=False).image
         if self._cache is not None:
             self._cache[k] = img
         return img

@@ -45,7 +45,7 @@ from lenslib.scoring import predict_logits
 
 # keys that may differ between a run and its resumption (they do not change the weights)
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "out_dir"), ("train", "num_workers"), ("train", "device"),
-                     ("train", "early_stopping_patience"), ("train", "save_every"), ("dataset", "cache_in_memory"),
+                     ("train", "deterministic"), ("train", "early_stopping_patience"), ("train", "save_every"), ("dataset", "cache_in_memory"),
                      ("dataset", "root"), ("dataset", "manifest_path"), ("dataset", "parquet_path")}
 
 
@@ -159,6 +159,9 @@ def train(cfg: FinderConfig, *, manifest: pd.DataFrame | None = None, store=None
     out.mkdir(parents=True, exist_ok=True)
     device = cfg.device()
     amp = t.mixed_precision and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = t.deterministic
+        torch.backends.cudnn.benchmark = not t.deterministic
     spec = cfg.preprocess_spec()
     df = manifest if manifest is not None else load_training_manifest(cfg, store)
     tr, va = _split(df, "train", cfg), _split(df, "val", cfg)

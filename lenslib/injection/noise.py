@@ -5,7 +5,9 @@ drawn, and the image never round-trips through float64. Faint arcs (ΣE ≤ 16 e
 average) draw their counts as a Poisson total N ~ Poisson(ΣE) placed on pixels by N inverse-CDF
 draws with probabilities E/ΣE — the same joint distribution as independent per-pixel Poisson draws
 (a Poisson process split into cells) at a fraction of the cost; brighter images are drawn pixel by
-pixel. Each image draws only from its own generator, so its noise does not depend on the batch.
+pixel. On a GPU every image is drawn pixel by pixel: the placement needs the total on the host
+(a synchronisation per image), and kernel launches, not arithmetic, are what cost there. Each
+image draws only from its own generator, so its noise does not depend on the batch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ def add_poisson_noise(image: torch.Tensor, gain: float, generator: torch.Generat
 def _add_noise_(image: torch.Tensor, gain: float, generator: torch.Generator | None) -> None:
     """Replace one flattened image I by min(I, 0) + E′/gain in place, E′ the counts drawn for it."""
     signal = image.clamp_min(0)
+    if image.device.type != "cpu":
+        image.copy_(image.clamp(max=0) + torch.poisson(gain * signal.to(torch.float64), generator=generator) / gain)
+        return
     cdf = torch.cumsum(signal, dim=0, dtype=torch.float64)  # one image at a time: stays in cache
     total = float(cdf[-1]) * gain
     if total <= FEW_ELECTRONS_PER_PIXEL * image.shape[0]:

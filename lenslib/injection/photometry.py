@@ -49,9 +49,12 @@ def annulus_mask(nx: int, r_min: float, r_max: float) -> np.ndarray:
 
 def arc_annulus_snr(injection_r: Any, sigma: Any, r_min: float = 4.0, r_max: float = 16.0) -> np.ndarray:
     """Σ arc flux in the 4–16 px annulus / (√N σ_pix) on r-band arc-only images (B, H, W); NaN if σ is invalid."""
-    img = injection_r.detach().cpu().numpy() if isinstance(injection_r, torch.Tensor) else np.asarray(injection_r)
-    mask = annulus_mask(img.shape[-1], r_min, r_max)
-    total = img[..., mask].sum(-1).astype(float)
+    mask = annulus_mask(injection_r.shape[-1], r_min, r_max)
+    if isinstance(injection_r, torch.Tensor):  # sum where the images are: only the totals leave a GPU
+        ring = torch.as_tensor(mask, dtype=injection_r.dtype, device=injection_r.device)
+        total = (injection_r.detach() * ring).sum((-2, -1), dtype=torch.float64).cpu().numpy()
+    else:
+        total = np.asarray(injection_r)[..., mask].sum(-1, dtype=float)
     s = np.asarray(sigma, dtype=float)
     ok = np.isfinite(s) & (s > 0)
     return np.where(ok, total / (math.sqrt(mask.sum()) * np.where(ok, s, 1.0)), np.nan)

@@ -29,7 +29,13 @@ from lenslib.injection.psf import gaussian_psf_fft
 from lenslib.injection.source import sersic_bn, sersic_log_total_flux_factor
 
 SAMPLING_MODES = ("full", "adaptive")
-_CHUNK_ELEMENTS = 1 << 20  # rays per chunk: keeps the temporaries in cache-sized pieces
+# rays traced per chunk: cache-sized pieces on the CPU; on a GPU, chunks big enough that the launch
+# of each of the ~60 kernels per chunk is not what costs (temporaries of 128 MB each at 2**25 rays)
+CHUNK_RAYS = {"cpu": 1 << 20, "cuda": 1 << 25}
+
+
+def _chunk_rays(device: torch.device) -> int:
+    return CHUNK_RAYS.get(device.type, CHUNK_RAYS["cpu"])
 ADAPTIVE_BLOCK = 2  # pixels per side of the blocks whose corners the adaptive mode ray-shoots first
 
 
@@ -160,7 +166,7 @@ def _full(lens: LensModelBatch, src: SourceModel, nx: int, pixscale: float, over
     x, y = pixel_grid(nx, pixscale, oversample, src.n_sersic.dtype, src.n_sersic.device)
     x, y = x.reshape(1, -1), y.reshape(1, -1)
     b_all = lens.theta_E.shape[0]
-    step = max(1, _CHUNK_ELEMENTS // (m * m))
+    step = max(1, _chunk_rays(x.device) // (m * m))
     out = []
     for b0 in range(0, b_all, step):
         sl = slice(b0, min(b0 + step, b_all))
@@ -238,7 +244,7 @@ def _adaptive(lens: LensModelBatch, src: SourceModel, nx: int, pixscale: float, 
         off = (torch.arange(oversample, dtype=dtype, device=device) - (oversample - 1) / 2) * (pixscale / oversample)
         oy, ox = torch.meshgrid(off, off, indexing="ij")
         c = (torch.arange(nx, dtype=dtype, device=device) - (nx - 1) / 2) * pixscale
-        step = max(1, _CHUNK_ELEMENTS // oversample**2)
+        step = max(1, _chunk_rays(device) // oversample**2)
         for k0 in range(0, b.numel(), step):
             kb, ki, kj = b[k0:k0 + step], i[k0:k0 + step], j[k0:k0 + step]
             x = c[kj][:, None] + ox.reshape(1, -1)
