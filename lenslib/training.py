@@ -45,8 +45,9 @@ from lenslib.scoring import predict_logits
 
 # keys that may differ between a run and its resumption (they do not change the weights)
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "out_dir"), ("train", "num_workers"), ("train", "device"),
-                     ("train", "deterministic"), ("train", "early_stopping_patience"), ("train", "save_every"), ("dataset", "cache_in_memory"),
-                     ("dataset", "root"), ("dataset", "manifest_path"), ("dataset", "parquet_path")}
+                     ("train", "deterministic"), ("train", "early_stopping_patience"), ("train", "save_every"),
+                     ("dataset", "cache_in_memory"), ("dataset", "root"), ("dataset", "manifest_path"),
+                     ("dataset", "parquet_path")}
 
 
 class TrainingError(LenslibError):

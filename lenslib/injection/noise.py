@@ -27,21 +27,20 @@ def add_poisson_noise(image: torch.Tensor, gain: float, generator: torch.Generat
 def _add_noise_(image: torch.Tensor, gain: float, generator: torch.Generator | None) -> None:
     """Replace one flattened image I by min(I, 0) + E′/gain in place, E′ the counts drawn for it."""
     signal = image.clamp_min(0)
-    if image.device.type != "cpu":
-        image.copy_(image.clamp(max=0) + torch.poisson(gain * signal.to(torch.float64), generator=generator) / gain)
-        return
-    cdf = torch.cumsum(signal, dim=0, dtype=torch.float64)  # one image at a time: stays in cache
-    total = float(cdf[-1]) * gain
-    if total <= FEW_ELECTRONS_PER_PIXEL * image.shape[0]:
-        n = int(torch.poisson(torch.tensor([total], dtype=torch.float64, device=image.device),
-                              generator=generator).item())
-        u = torch.rand(n, dtype=torch.float64, device=image.device, generator=generator) * (total / gain)
-        pix = torch.searchsorted(cdf, u, right=True).clamp_max(image.shape[0] - 1)
-        # every count adds the same 1/gain, so the sum does not depend on the order of adding
-        image.clamp_(max=0).index_add_(0, pix, torch.full((n,), 1 / gain, dtype=image.dtype, device=image.device))
-    else:  # bright: pixel by pixel, in float64 (large counts)
-        drawn = torch.poisson(gain * signal.to(torch.float64), generator=generator)
-        image.copy_(image.to(torch.float64).clamp_(max=0) + drawn / gain)
+    if image.device.type == "cpu":  # faint arcs: a Poisson total placed by inverse CDF (needs the total here)
+        cdf = torch.cumsum(signal, dim=0, dtype=torch.float64)  # one image at a time: stays in cache
+        total = float(cdf[-1]) * gain
+        if total <= FEW_ELECTRONS_PER_PIXEL * image.shape[0]:
+            n = int(torch.poisson(torch.tensor([total], dtype=torch.float64, device=image.device),
+                                  generator=generator).item())
+            u = torch.rand(n, dtype=torch.float64, device=image.device, generator=generator) * (total / gain)
+            pix = torch.searchsorted(cdf, u, right=True).clamp_max(image.shape[0] - 1)
+            # every count adds the same 1/gain, so the sum does not depend on the order of adding
+            image.clamp_(max=0).index_add_(0, pix, torch.full((n,), 1 / gain, dtype=image.dtype, device=image.device))
+            return
+    # bright arcs, and every arc on a GPU: pixel by pixel, in float64 (large counts)
+    drawn = torch.poisson(gain * signal.to(torch.float64), generator=generator)
+    image.copy_(image.to(torch.float64).clamp_(max=0) + drawn / gain)
 
 
 def add_poisson_noise_batch(images: torch.Tensor, gain: float, generators: list[torch.Generator | None],

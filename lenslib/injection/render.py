@@ -32,11 +32,11 @@ SAMPLING_MODES = ("full", "adaptive")
 # rays traced per chunk: cache-sized pieces on the CPU; on a GPU, chunks big enough that the launch
 # of each of the ~60 kernels per chunk is not what costs (temporaries of 128 MB each at 2**25 rays)
 CHUNK_RAYS = {"cpu": 1 << 20, "cuda": 1 << 25}
+ADAPTIVE_BLOCK = 2  # pixels per side of the blocks whose corners the adaptive mode ray-shoots first
 
 
 def _chunk_rays(device: torch.device) -> int:
     return CHUNK_RAYS.get(device.type, CHUNK_RAYS["cpu"])
-ADAPTIVE_BLOCK = 2  # pixels per side of the blocks whose corners the adaptive mode ray-shoots first
 
 
 def pixel_grid(nx: int = 101, pixscale: float = 0.262, oversample: int = 1, dtype=torch.float32,
