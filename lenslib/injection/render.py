@@ -31,7 +31,7 @@ from lenslib.injection.source import sersic_bn, sersic_log_total_flux_factor
 SAMPLING_MODES = ("full", "adaptive")
 # rays traced per chunk: cache-sized pieces on the CPU; on a GPU, chunks big enough that the launch
 # of each of the ~60 kernels per chunk is not what costs (temporaries of 128 MB each at 2**25 rays)
-CHUNK_RAYS = {"cpu": 1 << 20, "cuda": 1 << 25}
+CHUNK_RAYS = {"cpu": 1 << 18, "cuda": 1 << 25}
 ADAPTIVE_BLOCK = 2  # pixels per side of the blocks whose corners the adaptive mode ray-shoots first
 
 
