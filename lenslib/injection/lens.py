@@ -42,7 +42,7 @@ def phi_q_to_ellipticity(phi: Any, q: Any) -> tuple[Any, Any]:
     return e * mod.cos(2 * phi), e * mod.sin(2 * phi)
 
 
-def _sie_lens_frame(xp: torch.Tensor, yp: torch.Tensor, theta_E: torch.Tensor, q: torch.Tensor):
+def sie_lens_frame(xp: torch.Tensor, yp: torch.Tensor, theta_E: torch.Tensor, q: torch.Tensor):
     tiny = torch.finfo(xp.dtype).tiny ** 0.5
     spherical = (1 - q).abs() < _Q_SPHERICAL
     # eager: the SIS form only when a lens needs it; compiled: both forms, no data-dependent branch
@@ -55,10 +55,10 @@ def _sie_lens_frame(xp: torch.Tensor, yp: torch.Tensor, theta_E: torch.Tensor, q
             return ax_sis, ay_sis
         q = torch.where(spherical, torch.full_like(q, 0.5), q)  # any q < 1 keeps the unused branch finite
     f = torch.sqrt((1 - q) * (1 + q))
-    k = f / torch.sqrt(q * q * xp * xp + yp * yp).clamp_min(tiny)
+    k = torch.addcmul(yp * yp, q * q, xp * xp).clamp_min_(tiny * tiny).rsqrt_() * f  # f / ψ
     pref = theta_E * torch.sqrt(q) / f
-    ax = pref * torch.atan(xp * k)
-    ay = pref * torch.atanh((yp * k).clamp_(-1 + 1e-7, 1 - 1e-7))
+    ax = pref * (xp * k).atan_()  # pref may have more batch dimensions than the positions
+    ay = pref * (yp * k).clamp_(-1 + 1e-7, 1 - 1e-7).atanh_()
     if any_spherical:
         return torch.where(spherical, ax_sis, ax), torch.where(spherical, ay_sis, ay)
     return ax, ay
@@ -73,6 +73,6 @@ def deflection(x: Any, y: Any, *, theta_E: Any, e1: Any, e2: Any, gamma1: Any = 
     x, y, theta_E, e1, e2, gamma1, gamma2, center_x, center_y = tensors(
         x, y, theta_E, e1, e2, gamma1, gamma2, center_x, center_y)
     phi, q = ellipticity_to_phi_q(e1, e2)
-    axp, ayp = _sie_lens_frame(*rotate(x - center_x, y - center_y, phi), theta_E, q)
+    axp, ayp = sie_lens_frame(*rotate(x - center_x, y - center_y, phi), theta_E, q)
     ax, ay = rotate(axp, ayp, -phi)  # back to the sky frame
     return ax + gamma1 * x + gamma2 * y, ay + gamma2 * x - gamma1 * y

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from lenslib.injection._tensor import tensors
-from lenslib.injection.lens import deflection, ellipticity_to_phi_q, rotate
+from lenslib.injection.lens import ellipticity_to_phi_q, sie_lens_frame
 from lenslib.injection.psf import gaussian_psf_fft
 from lenslib.injection.source import sersic_bn, sersic_log_total_flux_factor
 
@@ -74,29 +74,27 @@ class SourceModel:
         self.log_amp = torch.log(torch.as_tensor(smooth, dtype=self.n_sersic.dtype, device=self.n_sersic.device)
                                  .clamp_min(1e-30)) - sersic_log_total_flux_factor(self.n_sersic, self.R_sersic,
                                                                                     self.bn)
+        # (R/R_s)² = u² + v² with (u, v) affine in the source-plane position: the rotation into the
+        # source frame and the axis scalings √q/R_s and 1/(√q R_s) folded into one map, packed with
+        # the profile's constants (and the clumps') in one row per source, gathered in one go
+        c, s, sq = torch.cos(self.phi), torch.sin(self.phi), torch.sqrt(self.q)
+        ku, kv = sq / self.R_sersic, 1 / (sq * self.R_sersic)
+        cols = [ku * c, ku * s, -ku * (c * self.source_x + s * self.source_y),
+                -kv * s, kv * c, kv * (s * self.source_x - c * self.source_y),
+                0.5 / self.n_sersic, -self.bn, self.log_amp + self.bn]
+        if self.clump_weight is not None:
+            s2 = self.clump_sigma**2
+            clumps = (self.clump_x, self.clump_y, self.clump_weight / (2 * math.pi * s2), -0.5 / s2)
+            cols += [v[:, k] for k in range(self.clump_weight.shape[1]) for v in clumps]
+        self.coef = torch.stack(cols, dim=1)
 
     def index(self, idx: torch.Tensor | slice) -> "SourceModel":
         """The sub-batch ``idx`` (computed fields are kept, not recomputed)."""
-        out = object.__new__(SourceModel)
-        for k, v in vars(self).items():
-            setattr(out, k, v[idx] if isinstance(v, torch.Tensor) else v)
-        return out
+        return _sub_batch(self, idx)
 
     def surface_brightness(self, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         """Surface brightness per arcsec² at source-plane points (B, P) (unit total flux)."""
-        e = lambda v: v[:, None]  # noqa: E731  (B,) → (B, 1)
-        xs, ys = rotate(bx - e(self.source_x), by - e(self.source_y), e(self.phi))
-        q = e(self.q)
-        r2 = (q * xs * xs + ys * ys / q) / e(self.R_sersic) ** 2
-        # (R/R_s)^{1/n} = exp(log(r2)/(2n)); the clamp keeps the centre ray finite
-        powr = torch.exp(torch.log(r2.clamp_min(1e-24)) * (0.5 / e(self.n_sersic)))
-        sb = torch.exp(e(self.log_amp) - e(self.bn) * (powr - 1.0))
-        if self.clump_weight is not None:
-            for k in range(self.clump_weight.shape[1]):
-                s2 = e(self.clump_sigma[:, k]) ** 2
-                d2 = (bx - e(self.clump_x[:, k])) ** 2 + (by - e(self.clump_y[:, k])) ** 2
-                sb = sb + e(self.clump_weight[:, k]) / (2 * math.pi * s2) * torch.exp(-0.5 * d2 / s2)
-        return sb
+        return sersic_brightness(self.coef, bx, by)
 
     def reach(self, tail: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(radius, √q): beyond the circular source-plane distance radius/√q the Sérsic part is fainter
@@ -123,14 +121,56 @@ class LensModelBatch:
     center_x: torch.Tensor
     center_y: torch.Tensor
 
+    def __post_init__(self) -> None:
+        # β = θ − α(θ) with the lens-frame deflection α′ = SIE(x′, y′), x′ = R(φ)(θ − centre) and
+        # α = R(−φ)α′ + Γθ: both maps are affine, each folded into one set of coefficients, packed
+        # in one row per lens
+        self.phi, self.q = ellipticity_to_phi_q(self.e1, self.e2)
+        c, s, g1, g2 = torch.cos(self.phi), torch.sin(self.phi), self.gamma1, self.gamma2
+        self.coef = torch.stack([self.theta_E, self.q, c, s, -(c * self.center_x + s * self.center_y),
+                                 s * self.center_x - c * self.center_y, 1 - g1, -g2, 1 + g1], dim=1)
+
     def index(self, idx: torch.Tensor | slice) -> "LensModelBatch":
-        return LensModelBatch(*(v[idx] for v in vars(self).values()))
+        """The sub-batch ``idx`` (computed fields are kept, not recomputed)."""
+        return _sub_batch(self, idx)
 
     def source_position(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """β = θ − α(θ) at image-plane points (B, P) or (P,) broadcast against the batch."""
-        kw = {k: v[:, None] for k, v in vars(self).items()}
-        ax, ay = deflection(x, y, **kw)
-        return x - ax, y - ay
+        return source_position(self.coef, x, y)
+
+
+def source_position(coef: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """β = θ − α(θ) for lenses given as rows of :attr:`LensModelBatch.coef` (B, 9): the map of
+    :func:`lenslib.injection.lens.deflection` with its affine steps fused into few passes."""
+    theta_e, q, c, s, x0, y0, a11, a12, a22 = (coef[:, k:k + 1] for k in range(9))
+    xp = torch.addcmul(x0, c, x).addcmul_(s, y)
+    yp = torch.addcmul(y0, -s, x).addcmul_(c, y)
+    axp, ayp = sie_lens_frame(xp, yp, theta_e, q)
+    bx = torch.addcmul(a12 * y, a11, x).addcmul_(c, axp, value=-1).addcmul_(s, ayp)
+    by = torch.addcmul(a22 * y, a12, x).addcmul_(s, axp, value=-1).addcmul_(c, ayp, value=-1)
+    return bx, by
+
+
+def sersic_brightness(coef: torch.Tensor, bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+    """Surface brightness at source-plane points for sources given as rows of :attr:`SourceModel.coef`."""
+    u0, u1, u2, v0, v1, v2, inv_2n, minus_bn, level = (coef[:, k:k + 1] for k in range(9))
+    u = torch.addcmul(u2, u0, bx).addcmul_(u1, by)
+    v = torch.addcmul(v2, v0, bx).addcmul_(v1, by)
+    # exp(log_amp − b((R/R_s)^{1/n} − 1)) in place on one temporary; R = 0 gives log 0 = −inf → (R/R_s)^{1/n} = 0
+    sb = u.square_().addcmul_(v, v).log_().mul_(inv_2n).exp_().mul_(minus_bn).add_(level).exp_()
+    for k in range(9, coef.shape[1], 4):  # Gaussian clumps: x, y, weight/(2πσ²), −1/(2σ²)
+        cx, cy, amp, m = (coef[:, j:j + 1] for j in range(k, k + 4))
+        d2 = (bx - cx).square_().add_((by - cy).square_())
+        sb.addcmul_(amp, d2.mul_(m).exp_())
+    return sb
+
+
+def _sub_batch(model: Any, idx: torch.Tensor | slice) -> Any:
+    """A copy of a batch model holding items ``idx`` of every tensor field."""
+    out = object.__new__(type(model))
+    for k, v in vars(model).items():
+        setattr(out, k, v[idx] if isinstance(v, torch.Tensor) else v)
+    return out
 
 
 def _trace(lens: LensModelBatch, src: SourceModel, x: torch.Tensor, y: torch.Tensor):
@@ -198,8 +238,7 @@ def _coarse(lens: LensModelBatch, src: SourceModel, bx: torch.Tensor, by: torch.
     gx = torch.clamp((xc - e(lens.center_x)).abs() - size / 2, min=0)
     gy = torch.clamp((yc - e(lens.center_y)).abs() - size / 2, min=0)
     r2 = gx * gx + gy * gy
-    q_lens = ellipticity_to_phi_q(lens.e1, lens.e2)[1]
-    margin = size * size / 8 * 4 * e(lens.theta_E / q_lens) / r2.clamp_min(size * size)
+    margin = size * size / 8 * 4 * e(lens.theta_E / lens.q) / r2.clamp_min(size * size)
     sx, sy = e(src.source_x), e(src.source_y)
     dx = torch.clamp(torch.maximum(x_lo - sx, sx - x_hi) - margin, min=0)
     dy = torch.clamp(torch.maximum(y_lo - sy, sy - y_hi) - margin, min=0)
@@ -210,7 +249,7 @@ def _coarse(lens: LensModelBatch, src: SourceModel, bx: torch.Tensor, by: torch.
 def _subpixel_mean(lens: LensModelBatch, src: SourceModel, kb: torch.Tensor, x: torch.Tensor,
                    y: torch.Tensor) -> torch.Tensor:
     """Mean surface brightness of the sub-pixel rays (P, S) of pixels of injections ``kb`` (P,)."""
-    return _trace(lens.index(kb), src.index(kb), x, y)[2].mean(-1)
+    return sersic_brightness(src.coef[kb], *source_position(lens.coef[kb], x, y)).mean(-1)
 
 
 def _adaptive(lens: LensModelBatch, src: SourceModel, nx: int, pixscale: float, oversample: int,
