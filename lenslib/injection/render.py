@@ -67,7 +67,7 @@ class SourceModel:
     clump_weight: torch.Tensor | None = None  # fraction of the total flux in each clump
 
     def __post_init__(self) -> None:
-        self.phi, self.q = ellipticity_to_phi_q(self.e1, self.e2)
+        phi, self.q = ellipticity_to_phi_q(self.e1, self.e2)
         self.bn = sersic_bn(self.n_sersic, self.bn_method)
         smooth = 1.0 if self.clump_weight is None else 1.0 - self.clump_weight.sum(-1)
         # log of the factor turning exp(−b((R/R_s)^{1/n} − 1)) into surface brightness per unit flux
@@ -77,7 +77,7 @@ class SourceModel:
         # (R/R_s)² = u² + v² with (u, v) affine in the source-plane position: the rotation into the
         # source frame and the axis scalings √q/R_s and 1/(√q R_s) folded into one map, packed with
         # the profile's constants (and the clumps') in one row per source, gathered in one go
-        c, s, sq = torch.cos(self.phi), torch.sin(self.phi), torch.sqrt(self.q)
+        c, s, sq = torch.cos(phi), torch.sin(phi), torch.sqrt(self.q)
         ku, kv = sq / self.R_sersic, 1 / (sq * self.R_sersic)
         cols = [ku * c, ku * s, -ku * (c * self.source_x + s * self.source_y),
                 -kv * s, kv * c, kv * (s * self.source_x - c * self.source_y),
@@ -125,8 +125,8 @@ class LensModelBatch:
         # β = θ − α(θ) with the lens-frame deflection α′ = SIE(x′, y′), x′ = R(φ)(θ − centre) and
         # α = R(−φ)α′ + Γθ: both maps are affine, each folded into one set of coefficients, packed
         # in one row per lens
-        self.phi, self.q = ellipticity_to_phi_q(self.e1, self.e2)
-        c, s, g1, g2 = torch.cos(self.phi), torch.sin(self.phi), self.gamma1, self.gamma2
+        phi, self.q = ellipticity_to_phi_q(self.e1, self.e2)
+        c, s, g1, g2 = torch.cos(phi), torch.sin(phi), self.gamma1, self.gamma2
         self.coef = torch.stack([self.theta_E, self.q, c, s, -(c * self.center_x + s * self.center_y),
                                  s * self.center_x - c * self.center_y, 1 - g1, -g2, 1 + g1], dim=1)
 
