@@ -21,9 +21,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lenslib import manifests  # noqa: E402
-from lenslib.cutouts import load_cutout, load_cutouts, save_cutout  # noqa: E402
-from lenslib.storage import open_store  # noqa: E402
+from lenslib.data import manifests  # noqa: E402
+from lenslib.data.cutouts import load_cutout, load_cutouts, save_cutout  # noqa: E402
+from lenslib.data.storage import open_store  # noqa: E402
 
 
 def rate(n: int, fn) -> float:
@@ -53,10 +53,10 @@ def main() -> None:
         print(f"lenslib local, one by one:  {single:8.0f} cutouts/s  ({single / ref:.2f} x reference)")
         print(f"lenslib local, batched (8): {batched:8.0f} cutouts/s  ({batched / ref:.2f} x reference)")
 
+        import logging
+
         import boto3
         from moto.server import ThreadedMotoServer
-
-        import logging
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -77,14 +77,16 @@ def main() -> None:
         load_cutouts(keys, store=cached, workers=16)
         s3_cached = rate(args.n, lambda: load_cutouts(keys, store=cached, workers=8))
         server.stop()
-        print(f"lenslib S3 (127.0.0.1), one by one:   {s3_single:8.0f} cutouts/s  ({s3_single / ref:.2f} x reference)")
-        print(f"lenslib S3 (127.0.0.1), batched (16): {s3_batched:8.0f} cutouts/s  ({s3_batched / ref:.2f} x reference)")
-        print(f"lenslib S3 through the cache (2nd):   {s3_cached:8.0f} cutouts/s  ({s3_cached / ref:.2f} x reference)")
+        for label, cps in (("S3 (127.0.0.1), one by one:  ", s3_single), ("S3 (127.0.0.1), batched (16):", s3_batched),
+                            ("S3 through the cache (2nd):  ", s3_cached)):
+            print(f"lenslib {label} {cps:8.0f} cutouts/s  ({cps / ref:.2f} x reference)")
 
         n = args.rows
-        df = pd.DataFrame(dict(galaxy_id=[f"g{k}" for k in range(n)], cutout_path=[f"cutouts/g{k}.npz" for k in range(n)],
-                               ra=rng.uniform(0, 360, n), dec=rng.uniform(-60, 60, n), split=np.where(rng.random(n) < 0.7,
-                               "train", "val"), label=(rng.random(n) < 0.01).astype(int), tier="N", sample_weight=1.0,
+        df = pd.DataFrame(dict(galaxy_id=[f"g{k}" for k in range(n)],
+                               cutout_path=[f"cutouts/g{k}.npz" for k in range(n)],
+                               ra=rng.uniform(0, 360, n), dec=rng.uniform(-60, 60, n),
+                               split=np.where(rng.random(n) < 0.7, "train", "val"),
+                               label=(rng.random(n) < 0.01).astype(int), tier="N", sample_weight=1.0,
                                psfsize_r=rng.uniform(0.9, 1.8, n), psfdepth_r=rng.uniform(500, 5000, n)))
         mpath = Path(tmp) / "manifest.parquet"
         w = rate(n, lambda: manifests.write_manifest(df, mpath))

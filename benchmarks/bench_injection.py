@@ -7,8 +7,8 @@ every lenslib setting (best of three short runs), so the ratio holds when the ma
 drifts. glibc's allocator is first told to keep freed memory (``mallopt``): by default it hands
 every freed block over 128 kB back to the system, and lenstronomy, which allocates a fresh
 supersampled numpy array for each step, then runs about 2× slower on page faults alone (lenslib is
-unaffected); ``--default-malloc`` times it that way instead. Reported: injections/s of lenslib per batch size and sampling mode, lenstronomy's
-injections/s next to it, and the ratio.
+unaffected); ``--default-malloc`` times it that way instead. Reported: injections/s of lenslib per
+batch size and sampling mode, lenstronomy's injections/s next to it, and the ratio.
 
     python benchmarks/bench_injection.py [--batch-sizes 1 8 32 128] [--n 256] [--device cpu|cuda] [--compile]
 """

@@ -27,13 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lenslib.cutouts import load_cutouts  # noqa: E402
-from lenslib.finder_config import from_mapping  # noqa: E402
-from lenslib.models import ModelError, build_model  # noqa: E402
-from lenslib.preprocess import raw_robust  # noqa: E402
-from lenslib.scoring import score_manifest  # noqa: E402
+from lenslib.data.cutouts import load_cutouts  # noqa: E402
+from lenslib.finder.config import from_mapping  # noqa: E402
+from lenslib.finder.models import ModelError, build_model  # noqa: E402
+from lenslib.finder.preprocess import raw_robust  # noqa: E402
+from lenslib.finder.scoring import score_manifest  # noqa: E402
+from lenslib.finder.training import train  # noqa: E402
 from lenslib.synthetic import SurveySpec, make_survey  # noqa: E402
-from lenslib.training import train  # noqa: E402
 
 
 def bare_training(arch: str, x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.device) -> float:
@@ -113,7 +113,8 @@ def main() -> None:
                     "dataset": {"manifest_path": str(root / "manifests" / "synthetic.parquet"), "root": str(root)},
                     "train": {"arch": arch, "base_ch": 27, "epochs": args.epochs, "batch_size": args.batch,
                               "effective_batch": args.batch * 2, "lr": 1e-4, "device": str(dev),
-                              "out_dir": str(Path(tmp) / f"run_{arch}_{dev.type}"), "num_workers": args.workers}}, "bench")
+                              "out_dir": str(Path(tmp) / f"run_{arch}_{dev.type}"),
+                              "num_workers": args.workers}}, "bench")
                 res = train(cfg, manifest=df, progress=False, log=None)
                 lens_train = float(res.history["train_images_per_s"].iloc[-1])  # last epoch: no warm-up costs
                 model = res.model.eval()

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import nbformat  # noqa: E402
 import papermill  # noqa: E402
 
-from lenslib import params as P  # noqa: E402
-from lenslib import runner  # noqa: E402
+from lenslib.repro import params as P  # noqa: E402
+from lenslib.repro import runner  # noqa: E402
 
 
 def full_run(results_uri: str, out: Path) -> dict:

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _tools(args) -> int:
-    from lenslib import params as P
+    from lenslib.repro import params as P
 
     if args.command == "synth":
         from lenslib.synthetic import SurveySpec, make_survey
@@ -62,16 +62,16 @@ def _tools(args) -> int:
                          progress=True)
         print(f"{len(df)} cutouts and manifests/synthetic.parquet written to {args.out}")
     elif args.command == "train":
-        from lenslib.finder_config import read_config
-        from lenslib.training import train
+        from lenslib.finder.config import read_config
+        from lenslib.finder.training import train
 
         res = train(read_config(args.config, P.parse_set(args.set)), resume=not args.no_resume,
                     progress=not args.no_progress)
         print(f"best val AUC {res.best_auc:.4f} at epoch {res.best_epoch}; checkpoints in {res.out_dir}")
     else:
-        from lenslib.checkpoints import load_checkpoint
-        from lenslib.manifests import read_manifest
-        from lenslib.scoring import score_manifest
+        from lenslib.data.manifests import read_manifest
+        from lenslib.finder.checkpoints import load_checkpoint
+        from lenslib.finder.scoring import score_manifest
 
         finder = load_checkpoint(args.checkpoint, arch=args.arch)
         df = read_manifest(args.manifest)
@@ -83,10 +83,10 @@ def _tools(args) -> int:
 
 
 def _claims(args, params) -> int:
-    from lenslib import claims
-    from lenslib.artefacts import D06Artefacts
-    from lenslib.params import resolve_path
-    from lenslib.storage import open_store
+    from lenslib.data.storage import open_store
+    from lenslib.experiments.artefacts import D06Artefacts
+    from lenslib.repro import claims
+    from lenslib.repro.params import resolve_path
 
     store = open_store(params["results_uri"], region=params["s3_region"], endpoint_url=params["s3_endpoint_url"],
                        anonymous=params["s3_anonymous"], max_attempts=params["s3_max_attempts"],
@@ -104,7 +104,7 @@ def _claims(args, params) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from lenslib import params as P
+    from lenslib.repro import params as P
 
     try:
         if args.command in ("synth", "train", "score"):
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "claims":
             return _claims(args, params)
-        from lenslib import runner
+        from lenslib.repro import runner
 
         runner.run(params, only=args.only, book=not args.no_book)
         return 0

@@ -4,7 +4,7 @@ Each object is an elliptical Sérsic galaxy (r 17–19.5 mag, red colours) seen 
 with Gaussian sky noise set by its r-band PSF depth; lenses ("positives") are other such galaxies
 with a lensed Sérsic arc added by :class:`lenslib.injection.InjectionEngine` (θ_E and source magnitude
 from the ranges given). Files, meta keys and the manifest follow the real formats (PAPER_SPEC A.2,
-A.6), positions fall in a sky patch and the split is the HEALPix rule of :mod:`lenslib.spatial`, so
+A.6), positions fall in a sky patch and the split is the HEALPix rule of :mod:`lenslib.data.spatial`, so
 every later step (loading, training, scoring, injecting into hosts) runs on it unchanged.
 
 Nothing here is a paper result: the mini-survey exists so the pipeline can run anywhere in minutes.
@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lenslib import manifests, spatial
-from lenslib.cutouts import save_cutout
+from lenslib.data import manifests, spatial
+from lenslib.data.cutouts import save_cutout
 from lenslib.injection import InjectionEngine, InjectionParams, InjectionPriors, draw, sigma_pix
+from lenslib.survey import STAMP, psfdepth_from_mag
 
 BAND_NOISE_FACTORS = (0.6, 1.0, 2.2)  # sky σ of g and z relative to r (DR10-like: g deeper, z shallower)
 
@@ -41,12 +42,7 @@ class SurveySpec:
     depth_r_mag: tuple[float, float] = (23.0, 24.5)
     theta_e: tuple[float, float] = (1.0, 2.5)
     source_r_mag: tuple[float, float] = (19.0, 21.0)
-    nx: int = 101
-
-
-def _depth_to_psfdepth(m5: np.ndarray) -> np.ndarray:
-    """Inverse of m5 = 22.5 − 2.5 log10(5/√psfdepth)."""
-    return (5.0 / 10 ** ((22.5 - m5) / 2.5)) ** 2
+    nx: int = STAMP
 
 
 def _galaxies(rng: np.random.Generator, n: int, s: SurveySpec) -> InjectionParams:
@@ -78,7 +74,7 @@ def make_survey(root: str | Path, spec: SurveySpec = SurveySpec(), *, priors: In
     dec = np.degrees(np.arcsin(s0 + u * (s1 - s0)))
     ra = rng.uniform(*spec.ra_range, n)
     psf = rng.uniform(*spec.psf_fwhm_r, n)
-    psfdepth = _depth_to_psfdepth(rng.uniform(*spec.depth_r_mag, n))
+    psfdepth = psfdepth_from_mag(rng.uniform(*spec.depth_r_mag, n))
     engine = InjectionEngine(nx=spec.nx, sampling="adaptive", device="cpu", batch_size=128)
     galaxies, _ = engine.arcs(_galaxies(rng, n, spec), psf)
     images = galaxies.numpy().astype(np.float64)
@@ -89,7 +85,8 @@ def make_survey(root: str | Path, spec: SurveySpec = SurveySpec(), *, priors: In
     pos = np.flatnonzero(label == 1)
     if len(pos):
         theta_e[pos] = rng.uniform(*spec.theta_e, len(pos))
-        arcs = draw(rng, theta_e[pos], priors or InjectionPriors()).with_r_mag(rng.uniform(*spec.source_r_mag, len(pos)))
+        arcs = draw(rng, theta_e[pos], priors or InjectionPriors())
+        arcs = arcs.with_r_mag(rng.uniform(*spec.source_r_mag, len(pos)))
         res = engine.inject(images[pos].astype(np.float32), arcs, psf[pos], psfdepth[pos])
         images[pos] = res.injected.numpy()
 

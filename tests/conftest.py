@@ -1,5 +1,9 @@
-"""Shared fixtures: the real D06 artefacts in ../shared, a local S3 server (moto) serving them,
-and an isolated copy of the project for end-to-end runs."""
+"""Shared fixtures: the authors' files in ../shared (D06 artefacts, DR10 cutouts, configs, catalogues),
+a local S3 server (moto) serving the D06 artefacts, and an isolated copy of the project for end-to-end runs.
+
+Tests that need ../shared skip, saying what is missing, where it is absent; ``--require-shared``
+(which .ci/run passes) turns those skips into failures. Plots are drawn with matplotlib's Agg
+backend here: lenslib's plot functions never choose a backend themselves."""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ import shutil
 import socket
 from pathlib import Path
 
+import matplotlib
 import pytest
+
+matplotlib.use("Agg")  # the tests' choice; notebooks executed by papermill show figures inline
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -17,20 +24,39 @@ BUCKET = "darkhaloscope"
 PREFIX = "stronglens_calibration/results/D06_20260216_corrected_priors/"
 
 
-def pytest_sessionstart(session):
-    if not (D06 / "provenance.json").exists():
-        raise pytest.UsageError(f"the published D06 artefacts are expected at {D06} (../shared/data/d06)")
+def pytest_addoption(parser):
+    parser.addoption("--require-shared", action="store_true",
+                     help="fail (instead of skipping) the tests whose files in ../shared/data are absent")
 
 
 @pytest.fixture(scope="session")
-def d06() -> Path:
+def shared(request):
+    """``shared("dr10_samples", "sample_cutout.npz")`` → the path under ../shared/data; skips the test
+    (fails it with --require-shared) when that file or folder is absent."""
+    strict = request.config.getoption("--require-shared")
+
+    def get(*parts: str) -> Path:
+        path = SHARED.joinpath(*parts)
+        if not path.exists():
+            reason = f"needs {path} (the authors' files in ../shared/data), which is absent"
+            if strict:
+                pytest.fail(f"{reason}; --require-shared makes this a failure")
+            pytest.skip(reason)
+        return path
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def d06(shared) -> Path:
+    shared("d06", "provenance.json")
     return D06
 
 
 @pytest.fixture(scope="session")
 def art(d06):
-    from lenslib.artefacts import D06Artefacts
-    from lenslib.storage import open_store
+    from lenslib.data.storage import open_store
+    from lenslib.experiments.artefacts import D06Artefacts
 
     return D06Artefacts(open_store(str(d06)))
 
@@ -42,8 +68,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def s3_server():
-    """A real S3 HTTP endpoint on 127.0.0.1 (moto server mode) with the D06 files in a public bucket."""
+def s3_endpoint():
+    """A real S3 HTTP endpoint on 127.0.0.1 (moto server mode) with an empty public bucket."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -58,16 +84,23 @@ def s3_server():
         "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
         "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]}]}
     client.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
-    for path in sorted(D06.rglob("*")):
-        if path.is_file():
-            client.put_object(Bucket=BUCKET, Key=PREFIX + path.relative_to(D06).as_posix(), Body=path.read_bytes())
-    yield {"endpoint_url": url, "uri": f"s3://{BUCKET}/{PREFIX}", "client": client}
+    yield {"endpoint_url": url, "client": client}
     server.stop()
 
 
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """A copy of the project (package, notebooks, params, book config) to run end to end in isolation."""
+@pytest.fixture(scope="session")
+def s3_server(s3_endpoint, d06):
+    """The endpoint of :func:`s3_endpoint` with the D06 files under the authors' prefix."""
+    client = s3_endpoint["client"]
+    for path in sorted(d06.rglob("*")):
+        if path.is_file():
+            client.put_object(Bucket=BUCKET, Key=PREFIX + path.relative_to(d06).as_posix(), Body=path.read_bytes())
+    return {**s3_endpoint, "uri": f"s3://{BUCKET}/{PREFIX}"}
+
+
+def copy_project(tmp_path: Path) -> Path:
+    """A copy of the project (package, notebooks, params, book config) under ``tmp_path``, with ../shared
+    beside it, to run end to end in isolation."""
     dst = tmp_path / "project"
     dst.mkdir()
     for name in ("lenslib", "notebooks", "params", "book", "_config.yml", "_toc.yml"):
@@ -78,3 +111,9 @@ def project(tmp_path) -> Path:
             shutil.copy2(src, dst / name)
     (tmp_path / "shared").symlink_to(REPO.parent / "shared")  # profiles name ../shared/... paths
     return dst
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the project to run end to end in isolation (see :func:`copy_project`)."""
+    return copy_project(tmp_path)

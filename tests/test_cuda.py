@@ -3,32 +3,29 @@ run them on a GPU machine with ``pytest tests/test_cuda.py``. The other test fil
 the injection engine but train and score on the default device, so on a GPU machine the whole suite
 also exercises CUDA training (AMP) and kill-and-resume there."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from lenslib.checkpoints import read_checkpoint
-from lenslib.finder_config import from_mapping
+from lenslib.finder.checkpoints import read_checkpoint
+from lenslib.finder.config import from_mapping
+from lenslib.finder.training import train
 from lenslib.injection import UNRESTRICTED_BETA_FRAC, InjectionEngine, InjectionPriors, draw
 from lenslib.injection.noise import add_poisson_noise_batch
 from lenslib.synthetic import SurveySpec, make_survey
-from lenslib.training import train
-
-from test_injection_engine import assert_same_noise
+from tests.injection.test_engine import assert_same_noise
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
-def hosts():
+def hosts(shared):
     """The two real DR10 cutouts, (2, 3, 101, 101)."""
     out = []
     for name in ("sample_cutout.npz", "0003m005_293.npz"):
-        with np.load(SHARED / "dr10_samples" / name) as z:
+        with np.load(shared("dr10_samples", name)) as z:
             out.append(np.nan_to_num(z["cutout"].astype(np.float32).transpose(2, 0, 1)))
     return np.stack(out)
 

@@ -11,15 +11,15 @@ Whole injections: :class:`InjectionPriors` (from YAML) → :func:`draw` → :cla
 → :meth:`InjectionEngine.inject` into host cutouts → :class:`InjectionResult`.
 
 Pixel convention: pixel (row i, column j) is centred at x = (j − (nx−1)/2)·pixscale,
-y = (i − (nx−1)/2)·pixscale arcsec; x grows with the column.
+y = (i − (nx−1)/2)·pixscale arcsec; x grows with the column. Bands, stamp size, pixel scale, zero point
+and the band PSF widths are DR10's (:mod:`lenslib.survey`); the engine does not depend on the data layer.
 """
 
-from lenslib.injection.engine import (BAND_PSF_FACTORS, InjectionEngine, InjectionError, InjectionResult,
-                                      hosts_chw)
+from lenslib.injection.engine import InjectionEngine, InjectionError, InjectionResult, hosts_chw
 from lenslib.injection.lens import deflection, ellipticity_to_phi_q, phi_q_to_ellipticity
-from lenslib.injection.photometry import (arc_annulus_snr, depth_mag, mag_to_nmgy, nmgy_to_mag, sigma_pix)
-from lenslib.injection.priors import (UNRESTRICTED_BETA_FRAC, InjectionParams, InjectionPriors, PriorsError, draw)
 from lenslib.injection.noise import add_poisson_noise, add_poisson_noise_batch
+from lenslib.injection.photometry import arc_annulus_snr, sigma_pix
+from lenslib.injection.priors import UNRESTRICTED_BETA_FRAC, InjectionParams, InjectionPriors, PriorsError, draw
 from lenslib.injection.psf import gaussian_psf_bands, gaussian_psf_fft
 from lenslib.injection.render import LensModelBatch, SourceModel, lensed_unit_image, pixel_grid, render_arc
 from lenslib.injection.source import sersic_bn, sersic_total_flux_factor
@@ -28,5 +28,5 @@ __all__ = ["deflection", "render_arc", "add_poisson_noise", "add_poisson_noise_b
            "gaussian_psf_bands", "pixel_grid", "sersic_bn",
            "sersic_total_flux_factor", "ellipticity_to_phi_q", "phi_q_to_ellipticity", "lensed_unit_image",
            "LensModelBatch", "SourceModel", "InjectionEngine", "InjectionError", "InjectionResult", "hosts_chw",
-           "InjectionPriors", "InjectionParams", "PriorsError", "draw", "UNRESTRICTED_BETA_FRAC", "BAND_PSF_FACTORS",
-           "mag_to_nmgy", "nmgy_to_mag", "depth_mag", "sigma_pix", "arc_annulus_snr"]
+           "InjectionPriors", "InjectionParams", "PriorsError", "draw", "UNRESTRICTED_BETA_FRAC",
+           "sigma_pix", "arc_annulus_snr"]

@@ -11,10 +11,11 @@ import numpy as np
 from lenslib.injection.lens import phi_q_to_ellipticity
 from lenslib.injection.priors import InjectionParams
 from lenslib.injection.source import sersic_bn, sersic_total_flux_factor
+from lenslib.survey import PIXSCALE, STAMP
 
 
 def lenstronomy_arcs(params: InjectionParams, psf_fwhm: float | None, flux: np.ndarray | None = None, *,
-                     nx: int = 101, pixscale: float = 0.262, oversample: int = 4) -> np.ndarray:
+                     nx: int = STAMP, pixscale: float = PIXSCALE, oversample: int = 4) -> np.ndarray:
     """(N, nx, nx) one-band images from lenstronomy ``ImageModel`` (SIE + SHEAR, SERSIC_ELLIPSE,
     supersampling ``oversample``, Gaussian PSF of FWHM ``psf_fwhm`` arcsec or none), with total
     unlensed fluxes ``flux`` (default: the r-band fluxes of ``params``). Clumps are not rendered."""

@@ -8,8 +8,9 @@ own seed, so the noise of an injection does not depend on the batch it was rende
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,16 +18,13 @@ import torch
 from tqdm.auto import tqdm
 
 from lenslib import LenslibError
-from lenslib.cutouts import CutoutError, to_chw
 from lenslib.injection.lens import phi_q_to_ellipticity
-from lenslib.injection.photometry import arc_annulus_snr, nmgy_to_mag, sigma_pix
-from lenslib.injection.priors import CLUMP_SIGMA_RE, InjectionParams
 from lenslib.injection.noise import add_poisson_noise_batch
+from lenslib.injection.photometry import arc_annulus_snr, sigma_pix
+from lenslib.injection.priors import CLUMP_SIGMA_RE, InjectionParams
 from lenslib.injection.psf import gaussian_psf_bands
 from lenslib.injection.render import SAMPLING_MODES, LensModelBatch, SourceModel, lensed_unit_image
-
-BAND_PSF_FACTORS = (1.05, 1.00, 0.94)  # g, r, z FWHM relative to the host's r-band FWHM
-BANDS = ("g", "r", "z")
+from lenslib.survey import BAND_PSF_FACTORS, BANDS, PIXSCALE, STAMP, ImageShapeError, nmgy_to_mag, to_chw
 
 
 class InjectionError(LenslibError):
@@ -40,8 +38,9 @@ def hosts_chw(hosts: Any, n: int | None = None) -> np.ndarray:
         arr = arr[None]
     try:
         chw = to_chw(arr, "hosts", size=None, ndim=4)
-    except CutoutError:
-        raise InjectionError(f"hosts must be square g, r, z cutouts (N, H, W, 3) or (N, 3, H, W), got {arr.shape}") from None
+    except ImageShapeError:
+        raise InjectionError(f"hosts must be square g, r, z cutouts (N, H, W, 3) or (N, 3, H, W), "
+                             f"got {arr.shape}") from None
     if n is not None and chw.shape[0] not in (1, n):
         raise InjectionError(f"{chw.shape[0]} hosts for {n} injections (give one host or one per injection)")
     return np.ascontiguousarray(chw, dtype=np.float32)
@@ -94,8 +93,8 @@ class InjectionEngine:
     ``sampling="full"`` is the paper's method (oversample² rays per pixel everywhere);
     ``"adaptive"`` gives the same images to < 0.1 % (L1) several times faster (see render.py)."""
 
-    nx: int = 101
-    pixscale: float = 0.262
+    nx: int = STAMP
+    pixscale: float = PIXSCALE
     oversample: int = 4
     sampling: str = "full"
     bn_method: str = "ciotti_bertin"
@@ -126,7 +125,8 @@ class InjectionEngine:
             k = np.arange(p.clumps.shape[1])[None, :]
             used = k < p.n_clumps[:, None]
             weight = np.where(used, p.clump_frac[:, None] / np.maximum(p.n_clumps[:, None], 1), 0.0)
-            clumps = dict(clump_x=t(p.beta_x[:, None] + p.clumps[..., 0]), clump_y=t(p.beta_y[:, None] + p.clumps[..., 1]),
+            clumps = dict(clump_x=t(p.beta_x[:, None] + p.clumps[..., 0]),
+                          clump_y=t(p.beta_y[:, None] + p.clumps[..., 1]),
                           clump_sigma=t(np.broadcast_to(CLUMP_SIGMA_RE * p.re_arcsec[:, None], weight.shape)),
                           clump_weight=t(weight))
         # lenstronomy's product-average radius: R_sersic = R_e(major) √q

@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from lenslib.cutouts import Cutout
 from lenslib.injection.crosscheck import lenstronomy_arcs
 from lenslib.injection.engine import InjectionEngine, InjectionResult
 from lenslib.injection.priors import InjectionParams, InjectionPriors, draw
+
+
+class Host(Protocol):
+    """A host cutout as the examples need it (:class:`lenslib.data.cutouts.Cutout` is one)."""
+
+    image: Any  # (3, H, W) g, r, z nanomaggies
+    meta: dict[str, Any]
+    source: str
 
 
 @dataclass
 class ExampleInjections:
     """Injections of the same drawn source per θ_E into each host, with and without Poisson noise."""
 
-    hosts: list[Cutout]
+    hosts: list[Host]
     theta_es: tuple[float, ...]
     clean: list[InjectionResult]  # one per host, rows in θ_E order
     noisy: list[InjectionResult]
 
     def table(self) -> pd.DataFrame:
         rows = []
-        for host, clean, noisy in zip(self.hosts, self.clean, self.noisy):
+        for host, clean, noisy in zip(self.hosts, self.clean, self.noisy, strict=True):
             for k, te in enumerate(self.theta_es):
                 rows.append(dict(host=host.meta.get("galaxy_id", host.source), theta_e=te,
                                  source_r_mag=clean.params.r_mag[k], magnification=clean.magnification[k],
@@ -33,7 +41,7 @@ class ExampleInjections:
         return pd.DataFrame(rows)
 
 
-def example_injections(hosts: list[Cutout], theta_es: tuple[float, ...], priors: InjectionPriors, *, seed: int,
+def example_injections(hosts: list[Host], theta_es: tuple[float, ...], priors: InjectionPriors, *, seed: int,
                        psf_fwhm_r: float, psfdepth_r: float, gain: float = 150.0, sampling: str = "full",
                        r_mag: float | None = None) -> ExampleInjections:
     """One parameter draw per θ_E (seeded), injected into every host, once clean and once with Poisson noise.

@@ -1,4 +1,6 @@
-"""Magnitudes, fluxes and the arc signal-to-noise diagnostics (PAPER_SPEC D.5, D.9)."""
+"""Sky noise implied by a PSF depth, and the arc signal-to-noise diagnostics (PAPER_SPEC D.5, D.9).
+
+Magnitude and flux conversions are DR10 conventions: :mod:`lenslib.survey`."""
 
 from __future__ import annotations
 
@@ -8,30 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
-ZERO_POINT = 22.5  # AB magnitude of 1 nanomaggy
+from lenslib.survey import PIXSCALE
+
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
-def mag_to_nmgy(mag: Any) -> np.ndarray:
-    """AB magnitude → nanomaggies."""
-    return 10.0 ** ((ZERO_POINT - np.asarray(mag, dtype=float)) / 2.5)
-
-
-def nmgy_to_mag(flux: Any) -> np.ndarray:
-    """Nanomaggies → AB magnitude; NaN where the flux is not positive or not finite."""
-    f = np.asarray(flux, dtype=float)
-    ok = np.isfinite(f) & (f > 0)
-    return np.where(ok, ZERO_POINT - 2.5 * np.log10(np.where(ok, f, 1.0)), np.nan)
-
-
-def depth_mag(psfdepth: Any) -> np.ndarray:
-    """5σ point-source depth m5 = 22.5 − 2.5 log10(5/√psfdepth) (psfdepth in nmgy⁻²; NaN if ≤ 0)."""
-    d = np.asarray(psfdepth, dtype=float)
-    ok = np.isfinite(d) & (d > 0)
-    return np.where(ok, ZERO_POINT - 2.5 * np.log10(5.0 / np.sqrt(np.where(ok, d, 1.0))), np.nan)
-
-
-def sigma_pix(psfdepth_r: Any, psf_fwhm_r: Any, pixscale: float = 0.262) -> np.ndarray:
+def sigma_pix(psfdepth_r: Any, psf_fwhm_r: Any, pixscale: float = PIXSCALE) -> np.ndarray:
     """Per-pixel noise (nmgy) implied by the PSF depth: σ_flux·√(Σ PSF²) with Σ PSF² ≈ 1/(4π σ_psf²)."""
     d = np.asarray(psfdepth_r, dtype=float)
     s_psf = np.asarray(psf_fwhm_r, dtype=float) * FWHM_TO_SIGMA / pixscale

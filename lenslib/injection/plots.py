@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from astropy.visualization import make_lupton_rgb
 from scipy import stats
 
 from lenslib.injection.examples import CrossCheck, ExampleInjections
 from lenslib.injection.priors import InjectionParams, InjectionPriors
-
-
-def rgb(chw: np.ndarray, stretch: float = 0.08, q: float = 6.0) -> np.ndarray:
-    """Lupton et al. (2004) colour image of a g, r, z (3, H, W) cutout in nanomaggies (z red, g blue)."""
-    img = np.nan_to_num(np.asarray(chw, dtype=float))
-    return make_lupton_rgb(img[2], img[1], img[0], minimum=0.0, stretch=stretch, Q=q)
+from lenslib.survey import rgb
 
 
 def _prior_pdfs(priors: InjectionPriors) -> dict[str, tuple[str, object]]:
@@ -36,7 +30,7 @@ def priors_figure(params: InjectionParams, priors: InjectionPriors) -> plt.Figur
     """Histogram of each drawn parameter with the density the priors file asks for."""
     pdfs = _prior_pdfs(priors)
     fig, axes = plt.subplots(3, 3, figsize=(10, 7.5))
-    for ax, (name, (label, pdf)) in zip(axes.ravel(), pdfs.items()):
+    for ax, (name, (label, pdf)) in zip(axes.ravel(), pdfs.items(), strict=False):
         v = getattr(params, name)
         ax.hist(v, bins=30, density=True, color="0.75", edgecolor="0.5")
         x = np.linspace(v.min() - 0.05 * np.ptp(v), v.max() + 0.05 * np.ptp(v), 300)
@@ -51,7 +45,7 @@ def examples_figure(ex: ExampleInjections, stretch: float = 0.08) -> plt.Figure:
     """Per host: the host, then host + arc at each θ_E, without (top) and with (bottom) Poisson noise."""
     n_cols = 1 + len(ex.theta_es)
     fig, axes = plt.subplots(2 * len(ex.hosts), n_cols, figsize=(2.3 * n_cols, 4.6 * len(ex.hosts)), squeeze=False)
-    for h, (host, clean, noisy) in enumerate(zip(ex.hosts, ex.clean, ex.noisy)):
+    for h, (host, clean, noisy) in enumerate(zip(ex.hosts, ex.clean, ex.noisy, strict=True)):
         for row, (res, tag) in enumerate(((clean, "no Poisson"), (noisy, "Poisson"))):
             ax_row = axes[2 * h + row]
             ax_row[0].imshow(rgb(host.image, stretch), origin="lower")

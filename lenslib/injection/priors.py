@@ -16,15 +16,17 @@ equally between the clumps and the Sérsic part keeps the rest.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lenslib import LenslibError
-from lenslib.injection.photometry import mag_to_nmgy
+from lenslib import LenslibError, ParamError
+from lenslib._util import read_yaml_mapping
+from lenslib.survey import mag_to_nmgy
 
 UNRESTRICTED_BETA_FRAC = (0.1, 1.0)
 CLUMP_SIGMA_RE = 0.3
@@ -78,11 +80,9 @@ class InjectionPriors:
         return int(self.clumps_n_range[1]) - 1 if self.clumps_prob > 0 else 0
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "InjectionPriors":
+    def from_yaml(cls, path: str | Path) -> InjectionPriors:
         """Read the ``source_params`` and ``lens_params`` sections (other sections, e.g. the authors'
         ``model2_conditioning`` and ``preprocessing``, are not priors and are ignored)."""
-        from lenslib.params import ParamError, read_yaml_mapping
-
         path = Path(path)
         try:
             doc = read_yaml_mapping(path)
@@ -99,7 +99,7 @@ class InjectionPriors:
                 values[key] = value
         return cls(**values, source=str(path))
 
-    def override(self, **values: Any) -> "InjectionPriors":
+    def override(self, **values: Any) -> InjectionPriors:
         """A copy with some priors replaced (e.g. ``beta_frac_range=UNRESTRICTED_BETA_FRAC``)."""
         unknown = set(values) - {f.name for f in fields(self)}
         if unknown:
@@ -154,11 +154,11 @@ class InjectionParams:
         mags = np.stack([self.r_mag + self.g_minus_r, self.r_mag, self.r_mag - self.r_minus_z], axis=1)
         return mag_to_nmgy(mags)
 
-    def with_r_mag(self, r_mag: Sequence[float] | np.ndarray) -> "InjectionParams":
+    def with_r_mag(self, r_mag: Sequence[float] | np.ndarray) -> InjectionParams:
         """A copy with new r magnitudes (colours kept), as the bright-arc test rescales fluxes."""
         return replace(self, r_mag=np.asarray(r_mag, dtype=float) * np.ones(len(self)))
 
-    def select(self, idx: Any) -> "InjectionParams":
+    def select(self, idx: Any) -> InjectionParams:
         return InjectionParams(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     def to_frame(self) -> pd.DataFrame:
@@ -169,7 +169,7 @@ class InjectionParams:
         return df
 
     @classmethod
-    def concat(cls, parts: Sequence["InjectionParams"]) -> "InjectionParams":
+    def concat(cls, parts: Sequence[InjectionParams]) -> InjectionParams:
         k = max(p.clumps.shape[1] for p in parts)
         pad = [np.pad(p.clumps, ((0, 0), (0, k - p.clumps.shape[1]), (0, 0))) for p in parts]
         out = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls) if f.name != "clumps"}
@@ -217,8 +217,8 @@ def draw(rng: np.random.Generator | int, theta_e: float | Sequence[float] | np.n
         raise PriorsError(f"theta_e must be finite and > 0 arcsec, got {te[~(np.isfinite(te) & (te > 0))][:3]}")
     k_max = priors.max_clumps
     rows = [_draw_one(rng, float(t), priors, k_max) for t in te]
-    cols = list(zip(*rows)) if rows else [()] * (len(PARAM_COLUMNS) + 1)
-    out = {c: np.asarray(v, dtype=float) for c, v in zip(PARAM_COLUMNS, cols)}
+    cols = list(zip(*rows, strict=True)) if rows else [()] * (len(PARAM_COLUMNS) + 1)
+    out = {c: np.asarray(v, dtype=float) for c, v in zip(PARAM_COLUMNS, cols, strict=False)}
     out["n_clumps"] = out["n_clumps"].astype(int)
     clumps = np.stack(cols[-1]) if rows else np.zeros((0, k_max, 2))
     return InjectionParams(**out, clumps=clumps)

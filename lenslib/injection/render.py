@@ -27,6 +27,7 @@ from lenslib.injection._tensor import tensors
 from lenslib.injection.lens import ellipticity_to_phi_q, sie_lens_frame
 from lenslib.injection.psf import gaussian_psf_fft
 from lenslib.injection.source import sersic_bn, sersic_log_total_flux_factor
+from lenslib.survey import PIXSCALE, STAMP
 
 SAMPLING_MODES = ("full", "adaptive")
 # rays traced per chunk: cache-sized pieces on the CPU; on a GPU, chunks big enough that the launch
@@ -39,7 +40,7 @@ def _chunk_rays(device: torch.device) -> int:
     return CHUNK_RAYS.get(device.type, CHUNK_RAYS["cpu"])
 
 
-def pixel_grid(nx: int = 101, pixscale: float = 0.262, oversample: int = 1, dtype=torch.float32,
+def pixel_grid(nx: int = STAMP, pixscale: float = PIXSCALE, oversample: int = 1, dtype=torch.float32,
                device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y) in arcsec of the (nx·oversample)² sub-pixel centres; each pixel holds its own block."""
     m = nx * oversample
@@ -88,7 +89,7 @@ class SourceModel:
             cols += [v[:, k] for k in range(self.clump_weight.shape[1]) for v in clumps]
         self.coef = torch.stack(cols, dim=1)
 
-    def index(self, idx: torch.Tensor | slice) -> "SourceModel":
+    def index(self, idx: torch.Tensor | slice) -> SourceModel:
         """The sub-batch ``idx`` (computed fields are kept, not recomputed)."""
         return _sub_batch(self, idx)
 
@@ -130,7 +131,7 @@ class LensModelBatch:
         self.coef = torch.stack([self.theta_E, self.q, c, s, -(c * self.center_x + s * self.center_y),
                                  s * self.center_x - c * self.center_y, 1 - g1, -g2, 1 + g1], dim=1)
 
-    def index(self, idx: torch.Tensor | slice) -> "LensModelBatch":
+    def index(self, idx: torch.Tensor | slice) -> LensModelBatch:
         """The sub-batch ``idx`` (computed fields are kept, not recomputed)."""
         return _sub_batch(self, idx)
 
@@ -224,8 +225,9 @@ def _coarse(lens: LensModelBatch, src: SourceModel, bx: torch.Tensor, by: torch.
     the block's source-plane footprint. The footprint lies within the box of the corners' rays
     widened by the bilinear-interpolation bound (size²/8)·(|∂²β/∂x²| + |∂²β/∂y²|); for an SIE the
     second derivatives of the deflection are of order θ_E/(q r²) at distance r from the lens centre
-    (shear adds none); the sum is taken as 4θ_E/(q r_min²), r_min the block's nearest point. Blocks within one block size of the centre,
-    where that bound blows up and the singular deflection folds a block onto a ring, are always active."""
+    (shear adds none); the sum is taken as 4θ_E/(q r_min²), r_min the block's nearest point. Blocks within
+    one block size of the centre, where that bound blows up and the singular deflection folds a block onto
+    a ring, are always active."""
     corners = lambda v: (v[:, :-1, :-1], v[:, 1:, :-1], v[:, :-1, 1:], v[:, 1:, 1:])  # noqa: E731
     k = corners(bx)
     x_lo = torch.minimum(torch.minimum(k[0], k[1]), torch.minimum(k[2], k[3]))
@@ -292,7 +294,7 @@ def _adaptive(lens: LensModelBatch, src: SourceModel, nx: int, pixscale: float, 
     return img
 
 
-def lensed_unit_image(lens: LensModelBatch, source: SourceModel, *, nx: int = 101, pixscale: float = 0.262,
+def lensed_unit_image(lens: LensModelBatch, source: SourceModel, *, nx: int = STAMP, pixscale: float = PIXSCALE,
                       oversample: int = 4, sampling: str = "full", tail: float = 1e-4,
                       compiled: bool = False) -> torch.Tensor:
     """(B, nx, nx) image of lensed sources of unit total flux (each pixel: flux fraction, no PSF).
@@ -313,7 +315,7 @@ def lensed_unit_image(lens: LensModelBatch, source: SourceModel, *, nx: int = 10
 
 def render_arc(*, theta_E: Any, e1: Any, e2: Any, gamma1: Any, gamma2: Any, center_x: Any, center_y: Any,
                R_sersic: Any, n_sersic: Any, e1_source: Any, e2_source: Any, source_x: Any, source_y: Any,
-               flux: Any, psf_fwhm: Any = None, nx: int = 101, pixscale: float = 0.262, oversample: int = 4,
+               flux: Any, psf_fwhm: Any = None, nx: int = STAMP, pixscale: float = PIXSCALE, oversample: int = 4,
                bn_method: str = "ciotti_bertin", sampling: str = "full") -> torch.Tensor:
     """One band of a lensed elliptical Sérsic source, in the units of ``flux`` per pixel.
 

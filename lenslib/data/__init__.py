@@ -1,0 +1,12 @@
+"""The data layer: where lenslib reads and writes the survey's files.
+
+- ``storage``     one way to read ``s3://`` URIs (boto3) and local mirrors; sync, cache, listing
+- ``cutouts``     DR10 ``.npz`` cutouts: read, check, write, batch loading, a torch Dataset
+- ``manifests``   the parquet manifests of cutouts (schema, validation, Table 1 composition)
+- ``catalogues``  lens catalogues (DESI candidates, lenscat) → positives with tiers
+- ``spatial``     HEALPix pixels, the SHA-256 train/val/test split, exclusion radii
+- ``coadd``       DR10 coadd bricks (per-band image and invvar FITS) → cutouts
+- ``plots``       figures of the data section
+
+Modules are imported on demand (``from lenslib.data import cutouts``).
+"""

@@ -1,0 +1,197 @@
+"""DR10 cutout files (``<galaxy_id>.npz``): read, check, write.
+
+On disk (PAPER_SPEC A.2): key ``cutout`` float32 (101, 101, 3) HWC, bands g, r, z, nanomaggies per
+pixel, plus 0-d ``meta_*`` keys. Some producers store (3, 101, 101) CHW; both load. In memory lenslib
+always uses CHW.
+
+NaN policy (``nan_policy``): ``"keep"`` (default, as the paper: NaNs stay in the image, are counted
+in :attr:`Cutout.nan_count`, and preprocessing sets them to 0), ``"zero"`` (replaced by 0 nmgy on
+load; the count is still reported), ``"error"`` (a file with any NaN is refused, naming the file).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lenslib import LenslibError
+from lenslib._util import atomic_write
+from lenslib.survey import BANDS, STAMP, ImageShapeError, to_chw
+
+NAN_POLICIES = ("keep", "zero", "error")
+
+
+class CutoutError(LenslibError, ValueError):
+    """A cutout file is unreadable, incomplete or of the wrong shape."""
+
+
+@dataclass
+class Cutout:
+    """One cutout: ``image`` float32 (3, H, W) g, r, z in nanomaggies; ``meta`` without the ``meta_`` prefix."""
+
+    image: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    nan_count: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def hwc(self) -> np.ndarray:
+        return self.image.transpose(1, 2, 0)
+
+
+def _chw(arr: np.ndarray, name: str, size: int | None) -> np.ndarray:
+    try:
+        return to_chw(arr, name, size)
+    except ImageShapeError as exc:
+        raise CutoutError(str(exc)) from None
+
+
+def _scalar(v: np.ndarray) -> Any:
+    return v.item() if v.ndim == 0 else v
+
+
+def parse_cutout(data: bytes, name: str, *, nan_policy: str = "keep", size: int | None = STAMP,
+                 meta: bool = True) -> Cutout:
+    """Decode the bytes of one ``.npz`` cutout; ``name`` is used in every error message.
+
+    ``meta=False`` skips the ``meta_*`` fields (a real DR10 file has 39, and decoding them takes
+    two thirds of the time): for batch loaders that only need the image."""
+    if nan_policy not in NAN_POLICIES:
+        raise CutoutError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if "cutout" not in z.files:
+                raise CutoutError(f"{name}: no 'cutout' array (keys: {sorted(z.files)[:8]})")
+            raw = z["cutout"]
+            fields = {k[5:]: _scalar(z[k]) for k in z.files if k.startswith("meta_")} if meta else {}
+    except CutoutError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        raise CutoutError(f"{name}: not a readable .npz cutout (corrupt or truncated: {exc})") from None
+    if raw.dtype.kind not in "fiu":
+        raise CutoutError(f"{name}: 'cutout' has dtype {raw.dtype}; expected float nanomaggies")
+    image = np.ascontiguousarray(_chw(raw, name, size), dtype=np.float32)
+    nan = np.isnan(image)
+    counts = {b: int(nan[i].sum()) for i, b in enumerate(BANDS)}
+    if nan.any():
+        if nan_policy == "error":
+            raise CutoutError(f"{name}: {sum(counts.values())} NaN pixels {counts} (nan_policy='error')")
+        if nan_policy == "zero":
+            image = np.where(nan, np.float32(0), image)
+    if np.isinf(image).any():
+        raise CutoutError(f"{name}: {int(np.isinf(image).sum())} infinite pixels")
+    return Cutout(image=image, meta=fields, source=name, nan_count=counts)
+
+
+def load_cutout(path_or_uri: str | Path, *, store=None, nan_policy: str = "keep", size: int | None = STAMP,
+                meta: bool = True, **store_options: Any) -> Cutout:
+    """Load one cutout from a local path, an ``s3://`` URI, or a key of ``store``.
+
+    ``store_options`` (endpoint_url, region, anonymous, ...) go to :func:`lenslib.data.storage.open_store`
+    for an ``s3://`` URI."""
+    name = str(path_or_uri)
+    if store is not None:
+        data = store.read_bytes(name)
+        name = store.url(name)
+    elif name.startswith("s3://"):
+        from lenslib.data.storage import open_store
+
+        parent, _, key = name.rpartition("/")
+        data = open_store(parent, **store_options).read_bytes(key)
+    else:
+        try:
+            data = Path(name).read_bytes()
+        except FileNotFoundError:
+            raise CutoutError(f"{name}: no such cutout file") from None
+        except IsADirectoryError:
+            raise CutoutError(f"{name}: is a directory, not a cutout file") from None
+    return parse_cutout(data, name, nan_policy=nan_policy, size=size, meta=meta)
+
+
+def save_cutout(path: str | Path, image: np.ndarray, meta: Mapping[str, Any] | None = None, *,
+                layout: str = "hwc") -> Path:
+    """Write a cutout in the paper's format (``np.savez_compressed``, key ``cutout``, 0-d ``meta_*`` keys).
+
+    ``image`` may be HWC or CHW; ``layout`` chooses what is stored (``"hwc"`` as the real files)."""
+    if layout not in ("hwc", "chw"):
+        raise CutoutError(f"layout must be 'hwc' or 'chw', got {layout!r}")
+    chw = _chw(np.asarray(image, dtype=np.float32), str(path), size=None)
+    arrays = {"cutout": chw.transpose(1, 2, 0) if layout == "hwc" else chw}
+    for k, v in (meta or {}).items():
+        if isinstance(v, (dict, list, tuple)) or v is None:
+            raise CutoutError(f"{path}: meta field {k!r} must be a scalar (got {type(v).__name__})")
+        arrays[f"meta_{k}"] = np.asarray(v)
+    with atomic_write(path, suffix=".npz") as tmp:  # never a half-written cutout under the real name
+        np.savez_compressed(tmp, **arrays)
+    return Path(path)
+
+
+def _local_or_key(p: str, root: str | Path | None, store) -> str:
+    """A relative path is taken under ``root`` (a local mirror) unless a store resolves keys itself."""
+    if root is not None and store is None and not p.startswith("s3://") and not Path(p).is_absolute():
+        return str(Path(root) / p)
+    return p
+
+
+def load_cutouts(paths: list[str], *, store=None, root: str | Path | None = None, workers: int = 8,
+                 nan_policy: str = "zero", progress: bool = False, errors: dict[int, str] | None = None,
+                 **store_options: Any) -> np.ndarray:
+    """Load many cutouts in parallel into one float32 (N, 3, 101, 101) array (order kept).
+
+    Relative paths are taken under ``root`` (a local mirror) or as keys of ``store``. The first bad
+    file raises :class:`CutoutError`, unless ``errors`` (a dict) is given: then each failure is
+    recorded there as ``{index: message}``, its image is all NaN, and the others still load."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    def one(k: int) -> np.ndarray:
+        try:
+            return load_cutout(_local_or_key(str(paths[k]), root, store), store=store, nan_policy=nan_policy,
+                               meta=False, **store_options).image
+        except CutoutError as exc:
+            if errors is None:
+                raise
+            errors[k] = str(exc)
+            return np.full((3, STAMP, STAMP), np.nan, np.float32)
+
+    out = np.empty((len(paths), 3, STAMP, STAMP), np.float32)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for k, img in enumerate(tqdm(pool.map(one, range(len(paths))), total=len(paths), desc="cutouts", unit="file",
+                                     disable=not progress)):
+            out[k] = img
+    return out
+
+
+class CutoutDataset:
+    """A torch ``Dataset`` over a manifest: item k is (image (3, 101, 101) float32 tensor, label float32).
+
+    ``nan_policy`` defaults to "zero" (what preprocessing does anyway); ``transform`` maps the CHW
+    numpy image before it becomes a tensor (e.g. :func:`lenslib.finder.preprocess.raw_robust`)."""
+
+    def __init__(self, manifest, *, store=None, root: str | Path | None = None, nan_policy: str = "zero",
+                 transform=None, path_column: str = "cutout_path"):
+        if path_column not in manifest.columns:
+            raise CutoutError(f"manifest has no column {path_column!r}")
+        self.paths = manifest[path_column].astype(str).tolist()
+        self.labels = manifest["label"].to_numpy(dtype=np.float32) if "label" in manifest else np.zeros(len(manifest),
+                                                                                                         np.float32)
+        self.store, self.root, self.nan_policy, self.transform = store, root, nan_policy, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, k: int):
+        import torch
+
+        p = _local_or_key(self.paths[k], self.root, self.store)
+        img = load_cutout(p, store=self.store, nan_policy=self.nan_policy, meta=False).image
+        if self.transform is not None:
+            img = self.transform(img)
+        return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)), torch.tensor(self.labels[k])

@@ -1,0 +1,117 @@
+"""Gallery (paper Figure 5, Appendix B): the HTML gallery, the comparison panel, the missed Tier-A table."""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from lenslib.experiments.artefacts import D06Artefacts
+
+# The final paper's hand-picked Figure 5 examples (PAPER_SPEC §E.6).
+FINAL_REAL_PICKS = ["REAL_070", "REAL_075", "REAL_051", "REAL_017", "REAL_086", "REAL_063", "REAL_040", "REAL_107"]
+FINAL_INJ_PICKS = ["INJ_075_033", "INJ_075_032", "INJ_075_041", "INJ_15_004", "INJ_15_020", "INJ_15_002",
+                   "INJ_25_046", "INJ_25_023"]
+
+
+def items(art: D06Artefacts) -> pd.DataFrame:
+    """Every gallery item (112 real lenses, then the injections) with its section."""
+    g = art.gallery_data()
+    rows = [{**r, "section": "real", "theta_e_label": np.nan} for r in g["real_lenses"]]
+    for te, lst in g["injections"].items():
+        rows += [{**r, "section": "injection", "theta_e_label": float(te)} for r in lst]
+    return pd.DataFrame(rows)
+
+
+def missed_table(art: D06Artefacts, threshold: float = 0.3) -> pd.DataFrame:
+    """Tier-A lenses scored below the threshold (from the per-lens scores), ascending score,
+    with the DESI name and z_lens of the published cross-match."""
+    real = items(art).query("section == 'real'")
+    missed = real[real["score"] < threshold].sort_values("score")[["uid", "r_mag", "score"]]
+    xmatch = pd.DataFrame(art.missed_tier_a())[["uid", "desi_name", "zlens", "match_sep_deg"]]
+    return missed.merge(xmatch, on="uid", how="left").reset_index(drop=True)
+
+
+def missed_median_score(art: D06Artefacts) -> float:
+    return float(missed_table(art)["score"].median())
+
+
+def _card(item: dict) -> str:
+    title = html.escape(str(item["uid"]))
+    return (f'<figure class="card"><img src="{html.escape(item["thumb"])}" alt="{title}" loading="lazy">'
+            f'<figcaption><b>{title}</b><br>p = {item["score"]:.4f} &middot; r = {item["r_mag"]:.2f}'
+            '</figcaption></figure>')
+
+
+def write_gallery(art: D06Artefacts, out_dir: Path) -> Path:
+    """Write ``out_dir/index.html`` and ``out_dir/thumbs/*.png``; returns the page path."""
+    out_dir = Path(out_dir)
+    (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
+    df = items(art)
+    thumbs = art.thumbnails(list(df["thumb"]))
+    for name, data in thumbs.items():
+        (out_dir / name).write_bytes(data)
+    sections = [("(a) Real Tier-A strong lenses", df[df["section"] == "real"])]
+    for te in sorted(df["theta_e_label"].dropna().unique()):
+        sections.append((f"(b) Injections, θ_E = {te:g} arcsec (as labelled in D06)",
+                         df[df["theta_e_label"] == te]))
+    body = "\n".join(
+        f"<h2>{html.escape(t)} <small>({len(s)})</small></h2><div class='grid'>"
+        + "".join(_card(r) for r in s.to_dict("records")) + "</div>"
+        for t, s in sections
+    )
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Gallery: real Tier-A lenses and injections</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa}}
+.grid{{display:flex;flex-wrap:wrap;gap:10px}}\
+.card{{margin:0;background:#fff;border:1px solid #ddd;padding:4px;width:150px}}
+.card img{{width:150px;height:150px;display:block}}figcaption{{font-size:12px}}</style></head><body>
+<h1>Gallery: real Tier-A lenses and injections</h1>
+<p>Thumbnails and scores from the published D06 artefacts (gallery_data.json). p is the CNN score,
+r the total r-band magnitude of the cutout. Injections are labelled with the θ_E of the gallery block;
+PAPER_SPEC §E.6 notes that the first cell of each block belongs to the previous θ_E.</p>
+{body}</body></html>"""
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def comparison_figure(art: D06Artefacts, real_uids: list[str] = FINAL_REAL_PICKS,
+                      inj_uids: list[str] = FINAL_INJ_PICKS) -> tuple[plt.Figure, list[str]]:
+    """Figure 5: real Tier-A lenses (top) and injections (bottom), titled with p and r.
+
+    Returns the figure and the uids that have no thumbnail in the artefacts (left blank)."""
+    df = items(art).set_index("uid")
+    wanted = list(real_uids) + list(inj_uids)
+    present = [u for u in wanted if u in df.index]
+    missing = [u for u in wanted if u not in df.index]
+    thumbs = art.thumbnails([df.loc[u, "thumb"] for u in present])
+    ncol = 4
+    nrow_a, nrow_b = -(-len(real_uids) // ncol), -(-len(inj_uids) // ncol)
+    fig, axes = plt.subplots(nrow_a + nrow_b, ncol, figsize=(7, 1.9 * (nrow_a + nrow_b)))
+    axes = np.atleast_2d(axes)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, u in enumerate(wanted):
+        row = i // ncol if i < len(real_uids) else nrow_a + (i - len(real_uids)) // ncol
+        col = i % ncol if i < len(real_uids) else (i - len(real_uids)) % ncol
+        ax = axes[row, col]
+        if u not in df.index:
+            ax.set_title(f"{u}\n(no thumbnail)", fontsize=7)
+            continue
+        it = df.loc[u]
+        ax.imshow(mpimg.imread(io.BytesIO(thumbs[it["thumb"]]), format="png"))
+        label = f"p={it['score']:.3g}, r={it['r_mag']:.1f}"
+        if it["section"] == "injection":
+            label += f"\nθ_E={it['theta_e_label']:g}″"
+        ax.set_title(label, fontsize=7)
+    axes[0, 0].text(0, 1.35, "(a) Real Tier-A strong lenses", transform=axes[0, 0].transAxes, fontsize=9)
+    axes[nrow_a, 0].text(0, 1.35, "(b) Parametric injections (D06 grid, no Poisson)",
+                         transform=axes[nrow_a, 0].transAxes, fontsize=9)
+    fig.tight_layout()
+    return fig, missing

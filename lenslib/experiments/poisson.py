@@ -1,0 +1,57 @@
+"""Poisson diagnostics (paper Table 7 and §4.4): paired gained/lost per bin with sign and McNemar tests."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lenslib.experiments.artefacts import D06Artefacts
+from lenslib.stats import mcnemar_test, sign_test
+
+
+def paired_table(art: D06Artefacts) -> pd.DataFrame:
+    """Per source-magnitude bin: n, gained, lost, net, Δ detection, mean Δp and the tests, recomputed."""
+    res = art.poisson_diagnostics()["paired_delta"]["results_by_bin"]
+    rows = []
+    for b, r in res.items():
+        g, lost = int(r["n_gained_above_03"]), int(r["n_lost_below_03"])
+        mc = mcnemar_test(g, lost)
+        rows.append({
+            "mag_bin": b, "n": int(r["n_paired"]), "gained": g, "lost": lost,
+            "sign_test_p": sign_test(g, lost),
+            "net": g - lost,
+            "delta_detection_pct": 100.0 * (float(r["poisson_detection_rate"]) - float(r["baseline_detection_rate"])),
+            "mean_delta_p": float(r["mean_delta"]),
+            "mcnemar_chi2": mc["chi2"], "mcnemar_p_chi2": mc["p_chi2"], "mcnemar_p_exact": mc["p_exact"],
+        })
+    return pd.DataFrame(rows)
+
+
+def aggregate(art: D06Artefacts, bins: list[str] | None = None) -> dict:
+    """Pooled McNemar over several bins (all bins when ``bins`` is None)."""
+    t = paired_table(art)
+    if bins is not None:
+        t = t[t["mag_bin"].isin(bins)]
+    g, lost = int(t["gained"].sum()), int(t["lost"].sum())
+    return {"bins": list(t["mag_bin"]), "gained": g, "lost": lost, **mcnemar_test(g, lost),
+            "sign_test_p": sign_test(g, lost)}
+
+
+BINS_20_23 = ["20-21", "21-22", "22-23"]
+
+
+def sign_test_p(art: D06Artefacts, mag_bin: str) -> float:
+    t = paired_table(art)
+    return float(t.loc[t["mag_bin"] == mag_bin, "sign_test_p"].iloc[0])
+
+
+def aggregate_chi2(art: D06Artefacts, which: str = "20-23") -> float:
+    return aggregate(art, BINS_20_23 if which == "20-23" else None)["chi2"]
+
+
+def aggregate_p(art: D06Artefacts, which: str = "20-23") -> float:
+    return aggregate(art, BINS_20_23 if which == "20-23" else None)["p_chi2"]
+
+
+def bonferroni_threshold(art: D06Artefacts, alpha: float = 0.05) -> float:
+    """α divided by the number of magnitude bins tested."""
+    return alpha / len(paired_table(art))

@@ -1,0 +1,184 @@
+"""Parameter profiles: ``params/<profile>.yaml`` files, ``--set key=value`` overrides, validation.
+
+A profile is a flat YAML mapping, so the same file feeds ``papermill -f params/<profile>.yaml``.
+Every key must be declared in :data:`SCHEMA`; an unknown key, a wrong type or a missing required
+value raises :class:`ParamError` naming the parameter and where it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lenslib import ParamError
+from lenslib._util import PARAMS_DIR, REPO_ROOT, read_yaml_mapping, resolve_path
+
+__all__ = ["SCHEMA", "Param", "ParamError", "load", "parse_set", "profile_path", "read_yaml_mapping",
+           "resolve_path", "validate", "REPO_ROOT", "PARAMS_DIR", "FIGURE_FORMATS"]
+
+FIGURE_FORMATS = ("pdf", "png", "svg")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: its type check, default and what it is for."""
+
+    kind: str
+    doc: str
+    default: Any = None
+    required: bool = False
+    nullable: bool = False
+    check: Callable[[Any], str | None] | None = None  # returns an error message or None
+
+
+def _formats(value: list) -> str | None:
+    bad = [v for v in value if v not in FIGURE_FORMATS]
+    return f"unsupported format(s) {bad}; choose from {list(FIGURE_FORMATS)}" if bad else None
+
+
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+SCHEMA: dict[str, Param] = {
+    "profile": Param("str", "name of the profile (the params file stem)", required=True),
+    "description": Param("str", "one line saying what the profile is for", default=""),
+    "results_uri": Param(
+        "str",
+        "where the D06 result artefacts are: an s3:// URI or a local directory with the same layout",
+        required=True,
+    ),
+    "output_dir": Param("str", "where tables, figures and JSON of this run are written", required=True),
+    "figure_formats": Param("list[str]", "file formats of every figure", default=["pdf", "png"], check=_formats),
+    "figure_dpi": Param("int", "resolution of raster figures", default=150, check=_positive),
+    "s3_region": Param("str", "AWS region of the bucket", default="us-east-2"),
+    "s3_endpoint_url": Param("str", "S3 endpoint override (a local S3 server, another provider)", nullable=True),
+    "s3_anonymous": Param("bool", "read the bucket without credentials (unsigned requests)", default=True),
+    "s3_max_attempts": Param("int", "attempts per S3 request before giving up", default=4, check=_positive),
+    "s3_connect_timeout": Param("float", "seconds to wait for an S3 connection", default=5.0),
+    "claims_file": Param("str", "the claims registry", default="params/claims.yaml"),
+    # injection section
+    "injection_priors": Param("str", "injection priors YAML (the authors' injection_priors.yaml format)",
+                              default="params/injection_priors.yaml"),
+    "injection_seed": Param("int", "seed of every injection draw and of the Poisson noise", default=1337),
+    "injection_sampling": Param("str", "ray sampling: full (the paper's) or adaptive (same images, faster)",
+                                default="full", check=lambda v: None if v in ("full", "adaptive")
+                                else "must be 'full' or 'adaptive'"),
+    "injection_gain": Param("float", "Poisson gain of the arc shot noise, e-/nmgy", default=150.0,
+                            check=lambda v: None if v > 0 else "must be > 0"),
+    "example_hosts": Param("list[str]", "host cutouts (paths or s3:// URIs) of the example injections",
+                           default=[]),
+    "example_psf_fwhm_r": Param("float", "r-band PSF FWHM (arcsec) assumed for the example hosts", default=1.3),
+    "example_psfdepth_r": Param("float", "r-band PSF depth (nmgy^-2) assumed for the example hosts (SNR)",
+                                default=2500.0),
+    "example_source_r_mag": Param("float", "source r magnitude of the example injections (bright, to be seen)",
+                                  default=21.0),
+    # data section
+    "data_uri": Param("str", "root of the project's data (s3://bucket/prefix or a local mirror): "
+                      "cutouts/, manifests/, ...", default="s3://darkhaloscope/stronglens_calibration/"),
+    "catalogue_desi": Param("str", "DESI lens-candidate catalogue CSV (positives)",
+                            default="../shared/data/catalogs/desi_candidates.csv"),
+    "catalogue_lenscat": Param("str", "external known-lens compilation CSV (lenscat format)", nullable=True),
+    "manifest": Param("str", "training manifest parquet, a key under data_uri (null: no manifest statistics)",
+                      nullable=True),
+    "split_seed": Param("int", "seed of the SHA-256 HEALPix split rule", default=42),
+    "prior_draws": Param("int", "number of draws shown against the priors", default=5000, check=_positive),
+    # lens finders (notebooks/methods_model.md)
+    "finder_config": Param("str", "training config YAML (dataset/augment/train/inject; the authors' format)",
+                           default="params/finder_demo.yaml"),
+    "finder_set": Param("list[str]", "overrides of the training config, 'section.key=value'", default=[]),
+    "finder_checkpoint": Param("str", "a trained checkpoint to evaluate instead of training (null: train)",
+                               nullable=True),
+    "finder_manifest": Param("str", "manifest to train/evaluate on, a key under data_uri or a local path "
+                                    "(null: a synthetic mini-survey is generated)", nullable=True),
+    "synthetic_negatives": Param("int", "non-lenses in the synthetic mini-survey", default=400, check=_positive),
+    "synthetic_positives": Param("int", "lenses in the synthetic mini-survey", default=200, check=_positive),
+    "synthetic_seed": Param("int", "seed of the synthetic mini-survey", default=42),
+    "finder_fprs": Param("list[float]", "target false-positive rates for score thresholds",
+                         default=[0.01, 0.001]),
+}
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list[float]": lambda v: isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                         for x in v),
+}
+
+
+def validate(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check ``values`` against :data:`SCHEMA`, fill defaults, and return a new dict.
+
+    ``source`` names where the values came from (a file, ``--set``), for the error message.
+    """
+    unknown = sorted(set(values) - set(SCHEMA))
+    if unknown:
+        raise ParamError(
+            f"{source}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+            f"known parameters are: {', '.join(sorted(SCHEMA))}"
+        )
+    out: dict[str, Any] = {}
+    for name, spec in SCHEMA.items():
+        if name not in values:
+            if spec.required:
+                raise ParamError(f"{source}: required parameter {name!r} is missing ({spec.doc})")
+            out[name] = spec.default
+            continue
+        value = values[name]
+        if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if value is None:
+            if spec.nullable:
+                out[name] = None
+                continue
+            raise ParamError(f"{source}: parameter {name!r} must be {spec.kind}, got null")
+        if not _TYPES[spec.kind](value):
+            raise ParamError(
+                f"{source}: parameter {name!r} must be {spec.kind}, got {type(value).__name__} {value!r}"
+            )
+        if spec.check is not None and (msg := spec.check(value)):
+            raise ParamError(f"{source}: parameter {name!r} {msg}")
+        out[name] = value
+    return out
+
+
+def profile_path(profile: str) -> Path:
+    """The params file of a profile name, or the path itself if ``profile`` is a file."""
+    candidate = Path(profile)
+    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        return candidate
+    path = PARAMS_DIR / f"{profile}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml") if p.stem != "claims")
+        raise ParamError(f"unknown profile {profile!r}: no file {path} (profiles: {', '.join(known)})")
+    return path
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` overrides; values are read as YAML scalars (``true``, ``3``, ``[pdf]``)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ParamError(f"--set {item!r}: expected key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ParamError(f"--set {item!r}: value is not valid YAML: {exc}") from None
+    return out
+
+
+def load(profile: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Load a profile, apply overrides, validate. Overrides are validated as ``--set``."""
+    path = profile_path(profile)
+    values = read_yaml_mapping(path)
+    validate(values, source=str(path))  # the file on its own must be valid
+    merged = {**values, **(overrides or {})}
+    return validate(merged, source=f"{path} with --set {dict(overrides or {})}")

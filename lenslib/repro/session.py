@@ -1,0 +1,113 @@
+"""What a notebook calls first: its parameters, the artefacts, and where its outputs go.
+
+In a notebook::
+
+    profile = "published"          # the papermill "parameters" cell
+    # (papermill injects the profile's values here)
+    S = lenslib.repro.session.start(globals(), "02_selection_function")
+
+``start`` takes the names papermill injected (anything in the namespace that is not a module,
+a function, a class or an IPython name), merges them over ``params/<profile>.yaml`` and
+validates them, so an unknown or mistyped parameter stops the notebook with a clear message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+
+from lenslib.data.storage import Store, open_store
+from lenslib.experiments.artefacts import D06Artefacts
+from lenslib.repro import params as P
+from lenslib.repro.provenance import write_reads
+
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+# Printed precision per table (decimals) for the LaTeX copies; the CSVs keep full precision.
+TEX_DECIMALS = {"tier_a_recall": 1, "grid_thresholds": 2, "grid_theta_e": 2, "bright_arc": 1,
+                "poisson_theta_e": 2, "poisson_paired": 3, "linear_probe": 3}
+
+
+def _injected(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in namespace.items():
+        if name.startswith("_") or name in _IPYTHON_NAMES:
+            continue
+        if isinstance(value, ModuleType) or inspect.isroutine(value) or inspect.isclass(value):
+            continue
+        out[name] = value
+    return out
+
+
+class Session:
+    """Parameters, the artefact reader and the output folders of one notebook execution."""
+
+    def __init__(self, params: dict[str, Any], notebook: str, store: Store | None = None):
+        self.params = params
+        self.notebook = notebook
+        self.store = store or open_store(
+            params["results_uri"], region=params["s3_region"], endpoint_url=params["s3_endpoint_url"],
+            anonymous=params["s3_anonymous"], max_attempts=params["s3_max_attempts"],
+            connect_timeout=params["s3_connect_timeout"],
+        )
+        self.art = D06Artefacts(self.store)
+        self.out = P.resolve_path(params["output_dir"])
+        for sub in ("tables", "figures", "provenance/reads"):
+            (self.out / sub).mkdir(parents=True, exist_ok=True)
+
+    # outputs ---------------------------------------------------------------
+    def save_table(self, df: pd.DataFrame, table_id: str, decimals: int | None = None) -> pd.DataFrame:
+        """Write ``tables/<id>.csv`` (full precision) and ``tables/<id>.tex`` (printed precision)."""
+        df.to_csv(self.out / "tables" / f"{table_id}.csv", index=False)
+        d = TEX_DECIMALS.get(table_id, 3) if decimals is None else decimals
+        tex = df.to_latex(index=False, float_format=lambda x: f"{x:.{d}f}", na_rep="--", escape=True)
+        (self.out / "tables" / f"{table_id}.tex").write_text(tex, encoding="utf-8")
+        self._touch_reads()
+        return df
+
+    def save_figure(self, fig, figure_id: str) -> list[Path]:
+        """Write the figure in every format of ``figure_formats``."""
+        paths = []
+        for fmt in self.params["figure_formats"]:
+            path = self.out / "figures" / f"{figure_id}.{fmt}"
+            fig.savefig(path, dpi=self.params["figure_dpi"], bbox_inches="tight")
+            paths.append(path)
+        self._touch_reads()
+        return paths
+
+    def save_json(self, obj: Any, name: str) -> Path:
+        path = self.out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=1, default=float))
+        self._touch_reads()
+        return path
+
+    def finish(self) -> None:
+        """Write the final read log of this notebook (call in the last cell)."""
+        self._touch_reads()
+
+    def _touch_reads(self) -> None:
+        """Keep this notebook's read log current, so a later failure still leaves it."""
+        write_reads(self.store, self.out / "provenance" / "reads" / f"{self.notebook}.json", self.notebook)
+
+
+def start(namespace: Mapping[str, Any], notebook: str) -> Session:
+    """Validate the notebook's (papermill-injected) parameters and open the artefacts."""
+    injected = _injected(namespace)
+    profile = injected.get("profile")
+    if not isinstance(profile, str):
+        raise P.ParamError(f"notebook {notebook}: parameter 'profile' must name a params file, got {profile!r}")
+    path = P.profile_path(profile)
+    base = P.read_yaml_mapping(path)
+    P.validate(base, source=str(path))
+    merged = {**base, **injected}
+    params = P.validate(merged, source=f"notebook {notebook} parameters (profile {path.name})")
+    session = Session(params, notebook)
+    session._touch_reads()
+    return session
