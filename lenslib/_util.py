@@ -7,9 +7,11 @@ beside :mod:`lenslib.survey` and :mod:`lenslib.stats`.
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,20 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, unique: bool = F
     with atomic_write(path, unique=unique) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC time of now, or of ``SOURCE_DATE_EPOCH`` (seconds) when that is set: with it, runs with the
+    same parameters write byte-identical artefacts, timestamps included (the reproducible-builds convention)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return when.isoformat()
+
+
+def git_commit() -> str:
+    """The commit of the lenslib checkout (``"unknown"`` outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

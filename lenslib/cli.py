@@ -1,4 +1,4 @@
-"""Command line: ``python -m lenslib run|claims|params|synth|train|score``."""
+"""Command line: ``python -m lenslib run|recompute|claims|params|synth|train|score``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter (repeatable)")
     r.add_argument("--only", metavar="NAME", help="execute only this notebook (e.g. 02_selection_function)")
     r.add_argument("--no-book", action="store_true", help="execute the notebooks but do not build the book")
+
+    rc = sub.add_parser("recompute", help="run the paper's experiments from the engines (no notebooks, no book)")
+    rc.add_argument("--profile", default="paper")
+    rc.add_argument("--set", action="append", metavar="KEY=VALUE")
 
     c = sub.add_parser("claims", help="check the paper's numbers against values recomputed from the artefacts")
     c.add_argument("--results-uri", help="s3:// URI or local directory of the D06 artefacts")
@@ -118,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "claims":
             return _claims(args, params)
+        if args.command == "recompute":
+            from lenslib.repro.recompute import recompute
+
+            recompute({**params, "recompute": True})
+            return 0
         from lenslib.repro import runner
 
         runner.run(params, only=args.only, book=not args.no_book)

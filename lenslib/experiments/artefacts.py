@@ -109,6 +109,15 @@ class D06Artefacts:
         self._require(d, ["grid", "thresholds", "n_cells"], self.store.url(key))
         return d
 
+    def fpr_threshold(self, fpr: float) -> float:
+        """The grid's score threshold derived for the target false-positive rate ``fpr`` (E.2 step 1)."""
+        derived = self.grid_meta("no_poisson").get("fpr_derived_thresholds") or {}
+        for key, value in derived.items():
+            if abs(float(key) - fpr) <= 1e-12 * max(1.0, fpr):
+                return float(value)
+        raise ArtefactFormatError(f"{self.store.url(PATHS['grid_meta'].format(condition='no_poisson'))}: no "
+                                  f"threshold derived for FPR {fpr:g} (derived: {sorted(derived)})")
+
     def bright_arc(self, variant: str) -> dict:
         if variant not in BRIGHT_ARC_VARIANTS:
             raise ValueError(f"bright-arc variant must be one of {BRIGHT_ARC_VARIANTS}, got {variant!r}")

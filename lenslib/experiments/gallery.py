@@ -33,7 +33,8 @@ def missed_table(art: D06Artefacts, threshold: float = 0.3) -> pd.DataFrame:
     with the DESI name and z_lens of the published cross-match."""
     real = items(art).query("section == 'real'")
     missed = real[real["score"] < threshold].sort_values("score")[["uid", "r_mag", "score"]]
-    xmatch = pd.DataFrame(art.missed_tier_a())[["uid", "desi_name", "zlens", "match_sep_deg"]]
+    cols = ["uid", "desi_name", "zlens", "match_sep_deg"]
+    xmatch = pd.DataFrame(art.missed_tier_a(), columns=cols)  # columns named: a run may miss none
     return missed.merge(xmatch, on="uid", how="left").reset_index(drop=True)
 
 

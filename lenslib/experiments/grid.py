@@ -41,12 +41,19 @@ def marginal(art: D06Artefacts, condition: str = "no_poisson", threshold: float 
     return _summary(select(art.grid(condition), threshold))
 
 
-def marginal_pct(art: D06Artefacts, condition: str = "no_poisson", threshold: float = 0.3) -> float:
-    return marginal(art, condition, threshold)["completeness_pct"]
+def _tau(art: D06Artefacts, threshold: float, fpr: float | None) -> float:
+    """``threshold``, or the grid's threshold derived for the target FPR ``fpr`` when that is given."""
+    return threshold if fpr is None else art.fpr_threshold(fpr)
 
 
-def marginal_detected(art: D06Artefacts, condition: str = "no_poisson", threshold: float = 0.3) -> int:
-    return marginal(art, condition, threshold)["n_detected"]
+def marginal_pct(art: D06Artefacts, condition: str = "no_poisson", threshold: float = 0.3,
+                 fpr: float | None = None) -> float:
+    return marginal(art, condition, _tau(art, threshold, fpr))["completeness_pct"]
+
+
+def marginal_detected(art: D06Artefacts, condition: str = "no_poisson", threshold: float = 0.3,
+                      fpr: float | None = None) -> int:
+    return marginal(art, condition, _tau(art, threshold, fpr))["n_detected"]
 
 
 def thresholds(art: D06Artefacts) -> list[tuple[float, str]]:
@@ -76,8 +83,8 @@ def thresholds_table(art: D06Artefacts) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def deficit_pp(art: D06Artefacts, threshold: float = 0.3) -> float:
-    return marginal_pct(art, "poisson", threshold) - marginal_pct(art, "no_poisson", threshold)
+def deficit_pp(art: D06Artefacts, threshold: float = 0.3, fpr: float | None = None) -> float:
+    return marginal_pct(art, "poisson", threshold, fpr) - marginal_pct(art, "no_poisson", threshold, fpr)
 
 
 def by_theta_e(art: D06Artefacts, condition: str = "no_poisson", threshold: float = 0.3) -> pd.DataFrame:

@@ -50,7 +50,11 @@ def recall_table(art: D06Artefacts) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("threshold").reset_index(drop=True)
 
 
-def recall_pct(art: D06Artefacts, threshold: float = 0.3) -> float:
+def recall_pct(art: D06Artefacts, threshold: float = 0.3, fpr: float | None = None) -> float:
+    """Recall (%) at ``threshold``, or at the grid's FPR-derived threshold rounded to 3 decimals (as the Tier-A
+    scoring labels it, E.1 step 4) when ``fpr`` is given."""
+    if fpr is not None:
+        threshold = round(art.fpr_threshold(fpr), 3)
     t = recall_table(art)
     return float(t.loc[(t["threshold"] - threshold).abs() < 1e-9, "recall_pct"].iloc[0])
 

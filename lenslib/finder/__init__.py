@@ -1,6 +1,7 @@
 """The CNN lens finders.
 
-- ``models``       the bottlenecked ResNet (and torchvision's ResNet18 / EfficientNetV2-S), weights loading
+- ``models``       the bottlenecked ResNet, lenslib's EfficientNetV2-S, torchvision's ResNet18; weights loading
+- ``efficientnet`` EfficientNetV2-S in plain torch with torchvision's parameter names (the paper's model)
 - ``preprocess``   the ``raw_robust`` normalisation the finders were trained with
 - ``config``       training configs in the authors' YAML format (dataset / augment / train / inject)
 - ``datasets``     the training Dataset with the paper's seeded augmentation

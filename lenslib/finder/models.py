@@ -2,8 +2,13 @@
 
 - ``bottlenecked_resnet``: the Lanusse-style bottlenecked ResNet of PAPER_SPEC C.2 (195 589 parameters
   at base_ch = 27), state-dict keys as the authors' (``stem.0.weight``, ``layer1.conv1.weight``, ...).
-- ``resnet18`` and ``efficientnet_v2_s``: torchvision architectures with a one-logit head, never
-  with downloaded weights (an optional weights file may be loaded instead).
+- ``efficientnet_v2_s``: the paper's model (C.1), EfficientNetV2-S with head ``Dropout(0.2) → Linear(1280, 1)``
+  (20 178 769 parameters), lenslib's own :class:`~lenslib.finder.efficientnet.EfficientNetV2S` in plain torch:
+  torchvision's module layout and state-dict keys, so the authors' torchvision checkpoints load unchanged,
+  and no torchvision needed.
+- ``resnet18``: torchvision's ResNet-18 with a one-logit head (needs torchvision).
+
+Never with downloaded weights (an optional weights file may be loaded instead).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 from torch import nn
 
 from lenslib import LenslibError
+from lenslib.finder.efficientnet import EfficientNetV2S
 
 ARCHITECTURES = ("bottlenecked_resnet", "resnet18", "efficientnet_v2_s")
 
@@ -80,13 +86,14 @@ def _torchvision():
     try:
         import torchvision
     except Exception:  # noqa: BLE001 - ImportError, or a RuntimeError from a torchvision built for another torch
-        raise ModelError("resnet18 and efficientnet_v2_s need torchvision (pip install torchvision matching your "
-                         "torch); bottlenecked_resnet needs only torch") from None
+        raise ModelError("resnet18 needs torchvision (pip install torchvision matching your torch); "
+                         "bottlenecked_resnet and efficientnet_v2_s need only torch") from None
     return torchvision
 
 
 def build_model(arch: str, *, base_ch: int = 27, dropout: float = 0.2, weights: str | Path | None = None) -> nn.Module:
-    """A model by name; ``weights`` is an optional state-dict file (never a download)."""
+    """A model by name; ``weights`` is an optional state-dict file (never a download). ``base_ch`` is for
+    ``bottlenecked_resnet``, ``dropout`` for the ``efficientnet_v2_s`` head."""
     if arch == "bottlenecked_resnet":
         model: nn.Module = BottleneckedResNet(base_ch)
     elif arch == "resnet18":
@@ -94,9 +101,7 @@ def build_model(arch: str, *, base_ch: int = 27, dropout: float = 0.2, weights: 
         model = tv.models.resnet18(weights=None)
         model.fc = nn.Linear(512, 1)
     elif arch == "efficientnet_v2_s":
-        tv = _torchvision()
-        model = tv.models.efficientnet_v2_s(weights=None)
-        model.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(1280, 1))
+        model = EfficientNetV2S(dropout=dropout)
     else:
         raise ModelError(f"unknown architecture {arch!r}; choose from {list(ARCHITECTURES)}")
     if weights is not None:

@@ -119,6 +119,9 @@ def evaluate(claim: dict, art: D06Artefacts) -> ClaimResult:
         value = float(resolve(claim["compute"])(art, **(claim.get("args") or {})))
     except LenslibError as exc:
         return ClaimResult(**base, computed=None, status="error", detail=str(exc))
+    except (LookupError, ValueError, ArithmeticError) as exc:  # the artefacts lack what the claim needs
+        return ClaimResult(**base, computed=None, status="error",
+                           detail=f"{claim['compute']}({claim.get('args') or ''}): {type(exc).__name__}: {exc}")
     tol = half_unit(claim)
     diff = value - float(claim["paper"])
     ok = math.isfinite(value) and abs(diff) <= tol * (1 + 1e-9)

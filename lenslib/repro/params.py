@@ -44,13 +44,19 @@ def _positive(value: int) -> str | None:
     return None if value > 0 else "must be > 0"
 
 
+def _fractions(value: list) -> str | None:
+    bad = [v for v in value if not 0 < v < 1]
+    return f"values {bad} are not in (0, 1)" if bad else None
+
+
 SCHEMA: dict[str, Param] = {
     "profile": Param("str", "name of the profile (the params file stem)", required=True),
     "description": Param("str", "one line saying what the profile is for", default=""),
     "results_uri": Param(
         "str",
-        "where the D06 result artefacts are: an s3:// URI or a local directory with the same layout",
-        required=True,
+        "where the D06 result artefacts are: an s3:// URI or a local directory with the same layout "
+        "(null with recompute: true: <output_dir>/results, where the recompute writes them)",
+        nullable=True,
     ),
     "output_dir": Param("str", "where tables, figures and JSON of this run are written", required=True),
     "figure_formats": Param("list[str]", "file formats of every figure", default=["pdf", "png"], check=_formats),
@@ -100,6 +106,34 @@ SCHEMA: dict[str, Param] = {
     "synthetic_seed": Param("int", "seed of the synthetic mini-survey", default=42),
     "finder_fprs": Param("list[float]", "target false-positive rates for score thresholds",
                          default=[0.01, 0.001]),
+    # recompute (lenslib.repro.recompute): the experiments run from the engines, writing D06 artefacts
+    "recompute": Param("bool", "run the experiments (finder_checkpoint on manifest, under data_uri) and read "
+                               "their artefacts instead of published ones", default=False),
+    "device": Param("str", "torch device of the recompute (null: cuda when present, else cpu)", nullable=True),
+    "fpr_negatives": Param("int", "validation negatives scored for the FPR thresholds (paper 50 000)",
+                           default=50_000, check=_positive),
+    "fpr_targets": Param("list[float]", "target FPRs of the derived thresholds", default=[0.001, 0.0001],
+                         check=_fractions),
+    "tier_a_negatives": Param("int", "validation negatives of the Tier-A FPR column (paper 3000)", default=3000,
+                              check=_positive),
+    "grid_injections_per_cell": Param("int", "injections per non-empty grid cell (paper 500)", default=500,
+                                      check=_positive),
+    "grid_host_max": Param("int", "validation negatives in the grid's host pool (paper 20 000)", default=20_000,
+                           check=_positive),
+    "grid_seed": Param("int", "seed of the grid's host choices, draws and Poisson noise (paper 1337)", default=1337),
+    "grid_max_retries": Param("int", "failed attempts allowed per injection of a cell (paper 5)", default=5),
+    "grid_shard_injections": Param("int", "injections per grid shard (the unit of resume)", default=4096,
+                                   check=_positive),
+    "bright_arc_hosts": Param("int", "hosts of the bright-arc test (paper 200)", default=200, check=_positive),
+    "bright_arc_seed": Param("int", "seed of the bright-arc test (paper 42)", default=42),
+    "probe_samples": Param("int", "injections per population of the linear probe (paper 500)", default=500,
+                           check=_positive),
+    "probe_permutations": Param("int", "permutations of the probe's AUC test (paper 1000)", default=1000,
+                                check=_positive),
+    "probe_bootstraps": Param("int", "bootstrap resamples of the probe's AUC (paper 5000)", default=5000,
+                              check=_positive),
+    "probe_seed": Param("int", "seed of the feature-space analysis (paper 42)", default=42),
+    "probe_umap": Param("bool", "compute the UMAP of the embeddings (paper Figure 2)", default=True),
 }
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
@@ -146,6 +180,9 @@ def validate(values: Mapping[str, Any], source: str) -> dict[str, Any]:
         if spec.check is not None and (msg := spec.check(value)):
             raise ParamError(f"{source}: parameter {name!r} {msg}")
         out[name] = value
+    if out["results_uri"] is None and not out["recompute"]:
+        raise ParamError(f"{source}: parameter 'results_uri' is missing (give the published D06 artefacts, "
+                         f"or set recompute: true to compute them)")
     return out
 
 

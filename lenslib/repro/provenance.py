@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import platform
 import socket
-import subprocess
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from lenslib._util import REPO_ROOT
+from lenslib._util import git_commit
 from lenslib.data.storage import Store
 from lenslib.experiments.artefacts import D06Artefacts
 
@@ -22,14 +21,6 @@ def d06_table(art: D06Artefacts) -> pd.DataFrame:
     p = art.provenance()
     rows = [{"path": k, "sha256": v.get("sha256"), "size_bytes": v.get("size_bytes")} for k, v in p["files"].items()]
     return pd.DataFrame(rows)
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def run_info() -> dict:

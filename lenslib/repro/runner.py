@@ -116,13 +116,21 @@ def build_book(output_dir: Path | None = None) -> Path:
 
 
 def run(params: dict[str, Any], only: str | None = None, book: bool = True, log=print) -> dict:
-    """Execute the notebooks (all, or ``only`` one) and build the book. Returns timings."""
+    """Execute the notebooks (all, or ``only`` one) and build the book. Returns timings.
+
+    With ``recompute: true`` the experiments are computed (or resumed) first, and the notebooks read their
+    artefacts (``<output_dir>/results``) instead of published ones."""
+    from lenslib.repro.recompute import ensure_results
+
+    t0 = time.perf_counter()
+    params = ensure_results(params, log=log)
+    recompute_s = time.perf_counter() - t0
     names = notebook_names()
     if only is not None:
         if only not in names:
             raise NotebookFailed(f"--only {only!r}: no such notebook; notebooks are: {', '.join(names)}")
         names = [only]
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"recompute": recompute_s} if params["recompute"] else {}
     for name in tqdm(names, desc=f"notebooks ({params['profile']})", unit="nb", file=sys.stderr):
         t0 = time.perf_counter()
         execute(name, params)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from lenslib._util import write_bytes_atomic
 from lenslib.data.storage import Store, open_store
 from lenslib.experiments.artefacts import D06Artefacts
 from lenslib.repro import params as P
@@ -60,6 +61,19 @@ class Session:
         self.out = P.resolve_path(params["output_dir"])
         for sub in ("tables", "figures", "provenance/reads"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
+
+    def data_file(self, key: str) -> Path:
+        """A local path for the file parameter ``key``: the file itself when it exists (relative to the
+        repository), else a copy of the key under ``data_uri`` (kept under ``<output_dir>/cache/``)."""
+        value = self.params[key]
+        local = P.resolve_path(value)
+        if local.is_file():
+            return local
+        data = open_store(self.params["data_uri"], region=self.params["s3_region"],
+                          endpoint_url=self.params["s3_endpoint_url"], anonymous=self.params["s3_anonymous"],
+                          max_attempts=self.params["s3_max_attempts"],
+                          connect_timeout=self.params["s3_connect_timeout"]).read_bytes(value)
+        return write_bytes_atomic(self.out / "cache" / value.lstrip("/"), data)
 
     # outputs ---------------------------------------------------------------
     def save_table(self, df: pd.DataFrame, table_id: str, decimals: int | None = None) -> pd.DataFrame:

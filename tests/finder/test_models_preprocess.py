@@ -83,12 +83,10 @@ def test_weights_file_round_trip_and_errors(tmp_path):
 
 
 
-@pytest.mark.skipif(not torchvision_available(),
-                    reason="torchvision is not installed (CI: no wheel matches torch 2.13.0)")
-def test_torchvision_architectures_match_the_spec():
+def test_efficientnet_matches_the_spec():
     from lenslib.finder.scoring import embed, feature_blocks
 
-    eff = build_model("efficientnet_v2_s")
+    eff = build_model("efficientnet_v2_s")  # lenslib's own (torchvision's layout: tests/finder/test_efficientnet.py)
     assert n_parameters(eff) == 20_178_769  # PAPER_SPEC C.1
     sd = eff.state_dict()
     assert sd["classifier.1.weight"].shape == (1, 1280) and "features.7.1.running_var" in sd
@@ -97,6 +95,14 @@ def test_torchvision_architectures_match_the_spec():
     e = embed(eff, np.random.default_rng(0).normal(0, 0.01, (2, 3, 101, 101)).astype(np.float32))
     assert e.penultimate.shape == (2, 1280)
     assert [v.shape[1] for v in e.blocks.values()] == [24, 24, 48, 64, 128, 160, 256, 1280]
+    np.testing.assert_allclose(e.blocks["features_7"], e.penultimate, rtol=1e-5, atol=1e-7)  # avgpool of features[7]
+
+
+@pytest.mark.skipif(not torchvision_available(),
+                    reason="torchvision is not installed (CI: no wheel matches torch 2.13.0)")
+def test_resnet18_matches_the_spec():
+    from lenslib.finder.scoring import embed
+
     r18 = build_model("resnet18")
     assert n_parameters(r18) == 11_177_025 and r18.fc.out_features == 1
     assert r18.conv1.kernel_size == (7, 7) and r18.conv1.stride == (2, 2) and r18.conv1.bias is None

@@ -271,14 +271,17 @@ def test_backbone_freezing_trains_only_the_head_then_everything(survey, tmp_path
 
 
 
-@pytest.mark.skipif(not torchvision_available(),
-                    reason="torchvision is not installed (CI: no wheel matches torch 2.13.0)")
-@pytest.mark.parametrize("arch", ["efficientnet_v2_s", "resnet18"])
-def test_torchvision_architectures_train_freeze_and_reload(survey, tmp_path, arch):
+@pytest.mark.parametrize(("arch", "per_group", "epochs", "batch"), [
+    ("efficientnet_v2_s", 4, 1, 4),  # lenslib's own EfficientNetV2-S (no torchvision); 20 M parameters: a tiny run
+    pytest.param("resnet18", 12, 2, 8, marks=pytest.mark.skipif(
+        not torchvision_available(), reason="torchvision is not installed (CI: no wheel matches torch 2.13.0)")),
+])
+def test_large_architectures_train_freeze_and_reload(survey, tmp_path, arch, per_group, epochs, batch):
     root, df = survey
-    few = df.groupby(["split", "label"]).head(12)
-    cfg = from_mapping(small(survey, tmp_path / "run", arch=arch, epochs=2, batch_size=8, effective_batch=16,
-                             freeze_backbone_epochs=1, warmup_epochs=0, save_every=1), "test")
+    few = df.groupby(["split", "label"]).head(per_group)
+    cfg = from_mapping(small(survey, tmp_path / "run", arch=arch, epochs=epochs, batch_size=batch,
+                             effective_batch=2 * batch, freeze_backbone_epochs=1, warmup_epochs=0, save_every=1),
+                       "test")
     res = train(cfg, manifest=few, progress=False, log=None)
     e1 = read_checkpoint(tmp_path / "run" / "epoch_001.pt")["model"]
     head = "classifier.1.weight" if arch == "efficientnet_v2_s" else "fc.weight"

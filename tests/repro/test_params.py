@@ -37,9 +37,14 @@ def test_wrong_type_names_parameter(tmp_path):
 
 def test_missing_required_value(tmp_path):
     f = tmp_path / "bad.yaml"
-    f.write_text("profile: bad\noutput_dir: y\n")
-    with pytest.raises(P.ParamError, match=r"bad\.yaml.*required parameter 'results_uri' is missing"):
+    f.write_text("results_uri: x\n")
+    with pytest.raises(P.ParamError, match=r"bad\.yaml.*required parameter 'profile' is missing"):
         P.load(str(f))
+    f.write_text("profile: bad\noutput_dir: y\n")
+    with pytest.raises(P.ParamError, match=r"bad\.yaml.*parameter 'results_uri' is missing.*recompute: true"):
+        P.load(str(f))
+    f.write_text("profile: bad\noutput_dir: y\nrecompute: true\n")
+    assert P.load(str(f))["results_uri"] is None  # the recompute writes <output_dir>/results
 
 
 def test_bad_override_and_bad_format():

@@ -1,0 +1,319 @@
+"""§E.2: the selection-function grid, injected and scored in memory, with and without Poisson noise.
+
+The run has two halves. The *plan* follows the paper's draws exactly and is cheap: hosts are the validation
+negatives (at most ``host_max``, ``DataFrame.sample(random_state=seed)``) snapped to the PSF × depth bins;
+one ``numpy.random.default_rng(seed)`` chooses, cell after cell in the order θ_E → PSF → depth, a host for
+each attempt and then draws its lens and source (a host that fails to load is a failed attempt that draws
+nothing, a host without a usable PSF fails after its draws, as in the authors' loop), until the cell has
+``injections_per_cell`` successes or ``(1 + max_retries)`` times that many attempts. Attempt ``a`` of cell
+``c`` (1-based) seeds its Poisson noise with ``seed + c·attempts_per_cell + a``.
+
+The *execution* renders and scores the plan in shards of whole cells on the device (hosts read once, both
+conditions from one gather), each shard written atomically to ``grid_<condition>/shards/``; a rerun redoes
+the plan (deterministic) and only the shards that are missing. The shards are then joined into the
+per-injection table ``grid_<condition>/injections.parquet`` and the D06 artefacts ``selection_function.csv``
+(F.1) and ``selection_function_meta.json`` (F.2) are derived from it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from lenslib._util import atomic_write
+from lenslib.experiments.compute.inputs import Inputs, RecomputeError
+from lenslib.experiments.compute.tier_a import sample_rows, write_json
+from lenslib.injection import InjectionEngine, InjectionParams, draw
+from lenslib.stats import jeffreys_interval
+from lenslib.survey import PIXSCALE, depth_mag
+
+THETA_E = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0)
+PSF_FWHM = (0.9, 1.05, 1.2, 1.35, 1.5, 1.65, 1.8)
+DEPTH_5SIG = (22.5, 23.0, 23.5, 24.0, 24.5)
+SOURCE_BINS = (("23-24", 23.0, 24.0), ("24-25", 24.0, 25.0), ("25-26", 25.0, 26.0))
+LENSED_BINS = (("lensed_18-20", 18.0, 20.0), ("lensed_20-22", 20.0, 22.0), ("lensed_22-24", 22.0, 24.0),
+               ("lensed_24-27", 24.0, 27.0))
+CONDITIONS = {"no_poisson": False, "poisson": True}
+SUB_BIN_MIN = 10  # a source- or lensed-magnitude row is "sufficient" from this many injections
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The grid's axes, sizes and seeds (the paper's values by default)."""
+
+    theta_e: tuple[float, ...] = THETA_E
+    psf_fwhm: tuple[float, ...] = PSF_FWHM
+    depth_5sig: tuple[float, ...] = DEPTH_5SIG
+    injections_per_cell: int = 500
+    host_max: int = 20_000
+    seed: int = 1337
+    max_retries: int = 5
+    fixed_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    gain: float = 150.0
+    sampling: str = "full"
+    shard_injections: int = 4096
+    batch_size: int = 0  # injections per engine batch; 0: 512 on a GPU, 128 on a CPU
+
+    def __post_init__(self) -> None:
+        for name in ("injections_per_cell", "host_max", "shard_injections"):
+            if getattr(self, name) <= 0:
+                raise RecomputeError(f"parameter 'grid_{name}' must be > 0, got {getattr(self, name)}")
+        if self.max_retries < 0:
+            raise RecomputeError(f"parameter 'grid_max_retries' must be ≥ 0, got {self.max_retries}")
+
+    @property
+    def attempts_per_cell(self) -> int:
+        return self.injections_per_cell * (1 + self.max_retries)
+
+    def cells(self) -> pd.DataFrame:
+        """All cells in loop order: cell_idx (1-based), theta_e, psf_fwhm, depth_5sig and the bin indices."""
+        rows = [(ti, pi, di) for ti in range(len(self.theta_e)) for pi in range(len(self.psf_fwhm))
+                for di in range(len(self.depth_5sig))]
+        return pd.DataFrame({"cell_idx": np.arange(1, len(rows) + 1),
+                             "theta_e": [self.theta_e[t] for t, _, _ in rows],
+                             "psf_fwhm": [self.psf_fwhm[p] for _, p, _ in rows],
+                             "depth_5sig": [self.depth_5sig[d] for _, _, d in rows],
+                             "psf_i": [p for _, p, _ in rows], "depth_i": [d for _, _, d in rows]})
+
+
+def snap(values: np.ndarray, centres: tuple[float, ...]) -> np.ndarray:
+    """Index of the nearest bin centre (ties → the lower bin; out of range → the edge bin; NaN → bin 0, as
+    numpy's argmin of an all-NaN row)."""
+    v = np.asarray(values, dtype=float)
+    idx = np.argmin(np.abs(np.nan_to_num(v, nan=0.0)[:, None] - np.asarray(centres)[None, :]), axis=1)
+    idx[np.isnan(v)] = 0
+    return idx
+
+
+@dataclass
+class Plan:
+    """The planned successful injections (one row each) and the failed attempts."""
+
+    table: pd.DataFrame  # cell_idx, inj_idx, attempt, host, inj_seed
+    params: InjectionParams
+    failures: list[dict]
+    n_failed: dict[int, int]  # cell_idx → failed attempts
+
+
+def make_plan(pool: pd.DataFrame, host_errors: dict[int, str], spec: GridSpec, priors,
+              progress: bool = True) -> Plan:
+    """The paper's draws (see the module docstring); ``host_errors`` are the pool positions that failed to load."""
+    psf_i = snap(pool["psfsize_r"].to_numpy(), spec.psf_fwhm)
+    depth_i = snap(depth_mag(pool["psfdepth_r"].to_numpy()), spec.depth_5sig)
+    fwhm = pool["psfsize_r"].to_numpy(dtype=float)
+    groups = {}
+    for k, key in enumerate(zip(psf_i.tolist(), depth_i.tolist(), strict=True)):
+        groups.setdefault(key, []).append(k)
+    rng = np.random.default_rng(spec.seed)
+    rows, parts, failures, n_failed = [], [], [], {}
+    cells = spec.cells()
+    n_target = spec.injections_per_cell
+    for cell in tqdm(cells.itertuples(), total=len(cells), desc="grid plan", unit="cell", disable=not progress):
+        group = groups.get((cell.psf_i, cell.depth_i))
+        if not group:
+            continue
+        k = attempt = 0
+        while k < n_target and attempt < spec.attempts_per_cell:
+            attempt += 1
+            h = group[int(rng.choice(len(group)))]
+            if h in host_errors:
+                error = host_errors[h]
+            else:
+                p = draw(rng, cell.theta_e, priors, 1)
+                if math.isfinite(fwhm[h]) and fwhm[h] > 0:
+                    rows.append((cell.cell_idx, k, attempt, h, spec.seed + cell.cell_idx * spec.attempts_per_cell
+                                 + attempt))
+                    parts.append(p)
+                    k += 1
+                    continue
+                error = f"psfsize_r is {fwhm[h]!r}: no PSF to inject with"
+            n_failed[cell.cell_idx] = n_failed.get(cell.cell_idx, 0) + 1
+            if len(failures) < 20:
+                failures.append({"cell_idx": int(cell.cell_idx), "theta_e": cell.theta_e,
+                                 "psf_bin": cell.psf_fwhm, "depth_bin": cell.depth_5sig, "attempt": attempt,
+                                 "error": error, "cutout_path": str(pool["cutout_path"].iloc[h])})
+    table = pd.DataFrame(rows, columns=["cell_idx", "inj_idx", "attempt", "host", "inj_seed"])
+    params = InjectionParams.concat(parts) if parts else draw(rng, 1.0, priors, 0)
+    return Plan(table, params, failures, n_failed)
+
+
+def shards(plan: Plan, spec: GridSpec) -> list[np.ndarray]:
+    """Plan rows cut into shards of whole cells of about ``shard_injections`` injections each."""
+    out, cur, size = [], [], 0
+    for _, idx in plan.table.groupby("cell_idx", sort=True).indices.items():
+        cur.append(idx)
+        size += len(idx)
+        if size >= spec.shard_injections:
+            out.append(np.concatenate(cur))
+            cur, size = [], 0
+    if cur:
+        out.append(np.concatenate(cur))
+    return out
+
+
+def run_shard(inputs: Inputs, pool: pd.DataFrame, images: np.ndarray, plan: Plan, rows: np.ndarray,
+              engines: dict[str, InjectionEngine], scorer) -> dict[str, pd.DataFrame]:
+    """Inject and score one shard under every condition; per-injection frames by condition."""
+    t = plan.table.iloc[rows]
+    host = t["host"].to_numpy()
+    params = plan.params.select(rows)
+    fwhm = pool["psfsize_r"].to_numpy(dtype=float)[host]
+    depth = pool["psfdepth_r"].to_numpy(dtype=float)[host]
+    base = t.reset_index(drop=True).copy()
+    base.insert(0, "inj_id", [f"cell{c:05d}_inj{k:05d}" for c, k in zip(base["cell_idx"], base["inj_idx"],
+                                                                         strict=True)])
+    base["host_galaxy_id"] = pool["galaxy_id"].to_numpy()[host]
+    base["cutout_path"] = pool["cutout_path"].to_numpy()[host]
+    base["host_psfsize_r"], base["host_psfdepth_r"] = fwhm, depth
+    out = {}
+    for cond, engine in engines.items():
+        res = engine.inject(images[host], params, fwhm, depth, seeds=t["inj_seed"].to_numpy())
+        df = pd.concat([base, res.to_frame().drop(columns=["seed", "psf_fwhm_r"])], axis=1)
+        df["src_r_mag"] = params.r_mag
+        df["score"] = scorer.scores(res.injected)
+        out[cond] = df
+        del res
+    return out
+
+
+def selection_function(inj: pd.DataFrame, spec: GridSpec, thresholds: list[tuple[float, str, float]],
+                       n_failed: dict[int, int], cells_with_hosts: set[int]) -> pd.DataFrame:
+    """The F.1 table from the per-injection table (columns cell_idx, score, src_r_mag, lensed_r_mag, arc_snr)."""
+    by_cell = {c: g for c, g in inj.groupby("cell_idx")}
+    rows = []
+    for cell in spec.cells().itertuples():
+        g = by_cell.get(cell.cell_idx)
+        head = {"theta_e": cell.theta_e, "psf_fwhm": cell.psf_fwhm, "depth_5sig": cell.depth_5sig}
+        for t, ttype, fpr in thresholds:
+            tag = {**head, "threshold": t, "threshold_type": ttype, "fpr_target": fpr}
+            if cell.cell_idx not in cells_with_hosts:
+                rows.append({**tag, "source_mag_bin": "all", **_stats(None, t), "n_failed": 0, "sufficient": False})
+                continue
+            g = g if g is not None else inj.iloc[:0]
+            rows.append({**tag, "source_mag_bin": "all", **_stats(g, t),
+                         "n_failed": n_failed.get(cell.cell_idx, 0),
+                         "sufficient": len(g) >= spec.injections_per_cell})
+            for col, bins in (("src_r_mag", SOURCE_BINS), ("lensed_r_mag", LENSED_BINS)):
+                v = g[col].to_numpy()
+                for label, lo, hi in bins:
+                    sub = g[(v >= lo) & (v < hi)]
+                    rows.append({**tag, "source_mag_bin": label, **_stats(sub, t), "n_failed": 0,
+                                 "sufficient": len(sub) >= SUB_BIN_MIN})
+    df = pd.DataFrame(rows)
+    cols = ["theta_e", "psf_fwhm", "depth_5sig", "threshold", "threshold_type", "fpr_target", "source_mag_bin",
+            "n_injections", "n_detected", "n_failed", "completeness", "ci68_lo", "ci68_hi", "ci95_lo", "ci95_hi",
+            "mean_score", "mean_arc_snr", "sufficient"]
+    return df[cols].astype({"n_injections": int, "n_detected": int, "n_failed": int, "fpr_target": float,
+                            "sufficient": bool})
+
+
+def _stats(g: pd.DataFrame | None, t: float) -> dict:
+    n = 0 if g is None else len(g)
+    if n == 0:
+        return {"n_injections": 0, "n_detected": 0, "completeness": math.nan, "ci68_lo": math.nan,
+                "ci68_hi": math.nan, "ci95_lo": math.nan, "ci95_hi": math.nan, "mean_score": math.nan,
+                "mean_arc_snr": math.nan}
+    s = g["score"].to_numpy()
+    k = int((s >= t).sum())
+    lo68, hi68 = jeffreys_interval(k, n, 0.68)
+    lo95, hi95 = jeffreys_interval(k, n, 0.95)
+    snr = g["arc_snr"].to_numpy()
+    snr = snr[np.isfinite(snr)]
+    return {"n_injections": n, "n_detected": k, "completeness": k / n, "ci68_lo": lo68, "ci68_hi": hi68,
+            "ci95_lo": lo95, "ci95_hi": hi95, "mean_score": float(s.mean()),
+            "mean_arc_snr": float(snr.mean()) if len(snr) else math.nan}
+
+
+def threshold_rows(spec: GridSpec, tau: dict[float, float]) -> list[tuple[float, str, float]]:
+    """(τ, threshold_type, fpr_target) in the meta order: the fixed ones, then the FPR-derived ones."""
+    return ([(float(t), "fixed", math.nan) for t in spec.fixed_thresholds]
+            + [(float(v), f"FPR={f:.1e}", float(f)) for f, v in tau.items()])
+
+
+def run_grid(inputs: Inputs, results: Path, work: Path, tau: dict[float, float], spec: GridSpec = GridSpec(), *,
+             meta: dict | None = None, progress: bool = True, log=print) -> dict[str, Path]:
+    """Plan, inject, score and write both grid conditions; returns the CSV path per condition."""
+    t0 = time.perf_counter()
+    pool = sample_rows(inputs.rows("val", label=0), spec.host_max, spec.seed).reset_index(drop=True)
+    images, errors = inputs.load_images(pool, progress=progress)
+    plan = make_plan(pool, errors, spec, inputs.priors, progress=progress)
+    if plan.table.empty:
+        raise RecomputeError(f"the grid has no injection to make: no usable host among {len(pool)} validation "
+                             f"negatives ({len(errors)} failed to load)")
+    batch = spec.batch_size or (512 if inputs.device.type == "cuda" else 128)
+    engines = {c: InjectionEngine(poisson=p, gain=spec.gain, sampling=spec.sampling, device=inputs.device,
+                                  batch_size=batch) for c, p in CONDITIONS.items()}
+    scorer = inputs.scorer(batch_size=256)
+    parts = shards(plan, spec)
+    names = [f"cells_{int(plan.table['cell_idx'].iloc[r[0]]):05d}.parquet" for r in parts]
+    dirs = {c: results / f"grid_{c}" / "shards" for c in CONDITIONS}
+    todo = [k for k, n in enumerate(names) if not all((dirs[c] / n).exists() for c in CONDITIONS)]
+    bar = tqdm(total=len(plan.table), initial=len(plan.table) - sum(len(parts[k]) for k in todo),
+               desc="grid (2 conditions)", unit="inj", disable=not progress)
+    for k in todo:
+        frames = run_shard(inputs, pool, images, plan, parts[k], engines, scorer)
+        for c, df in frames.items():
+            with atomic_write(dirs[c] / names[k]) as tmp:
+                df.to_parquet(tmp, index=False)
+        bar.update(len(parts[k]))
+    bar.close()
+    rate = len(plan.table) * len(CONDITIONS) / max(time.perf_counter() - t0, 1e-9)
+    log(f"grid: {len(plan.table)} injections × {len(CONDITIONS)} conditions, {rate:.0f} injections+scores/s")
+    thresholds = threshold_rows(spec, tau)
+    cells_with_hosts = _cells_with_hosts(pool, spec)
+    out = {}
+    for c, poisson in CONDITIONS.items():
+        inj = pd.concat([pd.read_parquet(dirs[c] / n) for n in names], ignore_index=True)
+        folder = results / f"grid_{c}"
+        with atomic_write(folder / "injections.parquet") as tmp:
+            inj.to_parquet(tmp, index=False)
+        csv = selection_function(inj, spec, thresholds, plan.n_failed, cells_with_hosts)
+        with atomic_write(folder / "selection_function.csv") as tmp:
+            csv.to_csv(tmp, index=False)
+        write_json(folder / "selection_function_meta.json",
+                   grid_meta(spec, tau, csv, plan, poisson, meta or {}, len(inj)))
+        out[c] = folder / "selection_function.csv"
+    return out
+
+
+def _cells_with_hosts(pool: pd.DataFrame, spec: GridSpec) -> set[int]:
+    psf_i = snap(pool["psfsize_r"].to_numpy(), spec.psf_fwhm)
+    depth_i = snap(depth_mag(pool["psfdepth_r"].to_numpy()), spec.depth_5sig)
+    have = set(zip(psf_i.tolist(), depth_i.tolist(), strict=True))
+    cells = spec.cells()
+    return {int(c.cell_idx) for c in cells.itertuples() if (c.psf_i, c.depth_i) in have}
+
+
+def grid_meta(spec: GridSpec, tau: dict[float, float], csv: pd.DataFrame, plan: Plan, poisson: bool, meta: dict,
+              n_ok: int) -> dict:
+    """``selection_function_meta.json`` (F.2)."""
+    first = csv[(csv["threshold"] == csv["threshold"].iloc[0]) & (csv["source_mag_bin"] == "all")]
+    n_failed = sum(plan.n_failed.values())
+    return {
+        "timestamp_utc": meta.get("timestamp_utc"), "checkpoint": meta.get("checkpoint"),
+        "manifest": meta.get("manifest"), "arch": meta.get("arch"), "epoch": meta.get("epoch"),
+        "host_split": "val", "host_max": spec.host_max,
+        "thresholds": [t for t, _, _ in threshold_rows(spec, tau)],
+        "injections_per_cell": spec.injections_per_cell,
+        "grid": {"theta_e": list(spec.theta_e), "psf_fwhm": list(spec.psf_fwhm), "depth_5sig": list(spec.depth_5sig)},
+        "preprocessing": "raw_robust", "crop": False, "pixscale": PIXSCALE, "seed": spec.seed,
+        "n_cells": len(spec.cells()), "n_sufficient_cells": int(first["sufficient"].sum()),
+        "n_empty_cells": int((first["n_injections"] == 0).sum()),
+        "total_injections_ok": int(n_ok), "total_injections_failed": int(n_failed),
+        "failure_rate_pct": 100.0 * n_failed / max(n_ok + n_failed, 1),
+        "max_retries_per_injection": spec.max_retries, "failure_log_sample": plan.failures,
+        "fpr_targets": [float(f) for f in tau], "fpr_derived_thresholds": {str(f): v for f, v in tau.items()},
+        "add_poisson_noise": poisson, "gain_e_per_nmgy": spec.gain if poisson else None, "add_sky_noise": False,
+        "save_cutouts": False, "save_cutouts_dir": "",
+        "injection_engine": f"SIE+shear (lenslib.injection, sampling={spec.sampling})",
+        "source_model": "Sersic (clumps as the priors say)", "injection_overrides": {},
+        "notes": ["Injections and scores computed in memory by lenslib (no cutout round trip).",
+                  "Per-injection rows (parameters, magnitudes, SNR, seed, host, score): injections.parquet.",
+                  "CIs are Jeffreys Beta(0.5,0.5) equal-tailed intervals."],
+    }
