@@ -216,6 +216,12 @@ def test_result_notebooks_and_claims_run_on_the_recomputed_artefacts(paper_run):
     assert grid_tables.marginal(art, "no_poisson", 0.3)["n_injections"] == len(
         pd.read_parquet(results / "grid_no_poisson" / "injections.parquet"))
     assert len(poisson_tables.paired_table(art)) == 8
+    from lenslib.experiments import probe as probe_tables  # the probe's numbers, refitted from embeddings.npz
+
+    fs = json.loads((results / "linear_probe" / "feature_space_results.json").read_text())
+    assert probe_tables.recomputed_probe_auc(art, "mean") == pytest.approx(fs["linear_probe"]["cv_auc_mean"])
+    assert probe_tables.recomputed_frechet(art, "real_vs_low_bf") == pytest.approx(
+        fs["frechet_distance"]["real_vs_low_bf"], rel=1e-6)
     assert "injections+scores/s" in run.stdout + run.stderr
 
 
@@ -270,6 +276,10 @@ def test_bad_manifests_and_checkpoints_are_named(bucket, tmp_path):
     torch.save(ck, tmp_path / "other.pt")
     with pytest.raises(RecomputeError, match=r"finder_checkpoint.*other\.pt.*do not fit"):
         _inputs(bucket, tmp_path, checkpoint=str(tmp_path / "other.pt"))
+    ck["train"] = {"arch": "efficientnet_v2_s"}  # a checkpoint that says it is another architecture
+    torch.save(ck, tmp_path / "effnet.pt")
+    with pytest.raises(RecomputeError, match=r"finder_checkpoint.*effnet\.pt.*do not fit efficientnet_v2_s"):
+        _inputs(bucket, tmp_path, checkpoint=str(tmp_path / "effnet.pt"))
     with pytest.raises(RecomputeError, match=r"'finder_checkpoint'.*nothere\.pt"):
         _inputs(bucket, tmp_path, checkpoint="checkpoints/nothere.pt")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,11 +158,18 @@ def shards(plan: Plan, spec: GridSpec) -> list[np.ndarray]:
     return out
 
 
+def gather_hosts(images: np.ndarray, plan: Plan, rows: np.ndarray) -> np.ndarray:
+    """The host image of every injection of a shard, (N, 3, H, W) float32."""
+    return images[plan.table["host"].to_numpy()[rows]]
+
+
 def run_shard(inputs: Inputs, pool: pd.DataFrame, images: np.ndarray, plan: Plan, rows: np.ndarray,
-              engines: dict[str, InjectionEngine], scorer) -> dict[str, pd.DataFrame]:
-    """Inject and score one shard under every condition; per-injection frames by condition."""
+              engines: dict[str, InjectionEngine], scorer, hosts: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
+    """Inject and score one shard under every condition (``hosts``: its gathered host images, if prepared
+    already); per-injection frames by condition."""
     t = plan.table.iloc[rows]
     host = t["host"].to_numpy()
+    hosts = gather_hosts(images, plan, rows) if hosts is None else hosts
     params = plan.params.select(rows)
     fwhm = pool["psfsize_r"].to_numpy(dtype=float)[host]
     depth = pool["psfdepth_r"].to_numpy(dtype=float)[host]
@@ -173,7 +181,7 @@ def run_shard(inputs: Inputs, pool: pd.DataFrame, images: np.ndarray, plan: Plan
     base["host_psfsize_r"], base["host_psfdepth_r"] = fwhm, depth
     out = {}
     for cond, engine in engines.items():
-        res = engine.inject(images[host], params, fwhm, depth, seeds=t["inj_seed"].to_numpy())
+        res = engine.inject(hosts, params, fwhm, depth, seeds=t["inj_seed"].to_numpy())
         df = pd.concat([base, res.to_frame().drop(columns=["seed", "psf_fwhm_r"])], axis=1)
         df["src_r_mag"] = params.r_mag
         df["score"] = scorer.scores(res.injected)
@@ -256,12 +264,16 @@ def run_grid(inputs: Inputs, results: Path, work: Path, tau: dict[float, float],
     todo = [k for k, n in enumerate(names) if not all((dirs[c] / n).exists() for c in CONDITIONS)]
     bar = tqdm(total=len(plan.table), initial=len(plan.table) - sum(len(parts[k]) for k in todo),
                desc="grid (2 conditions)", unit="inj", disable=not progress)
-    for k in todo:
-        frames = run_shard(inputs, pool, images, plan, parts[k], engines, scorer)
-        for c, df in frames.items():
-            with atomic_write(dirs[c] / names[k]) as tmp:
-                df.to_parquet(tmp, index=False)
-        bar.update(len(parts[k]))
+    with ThreadPoolExecutor(max_workers=1) as helper:  # the next shard's hosts are gathered meanwhile
+        nxt = helper.submit(gather_hosts, images, plan, parts[todo[0]]) if todo else None
+        for j, k in enumerate(todo):
+            hosts = nxt.result()
+            nxt = helper.submit(gather_hosts, images, plan, parts[todo[j + 1]]) if j + 1 < len(todo) else None
+            frames = run_shard(inputs, pool, images, plan, parts[k], engines, scorer, hosts=hosts)
+            for c, df in frames.items():
+                with atomic_write(dirs[c] / names[k]) as tmp:
+                    df.to_parquet(tmp, index=False)
+            bar.update(len(parts[k]))
     bar.close()
     rate = len(plan.table) * len(CONDITIONS) / max(time.perf_counter() - t0, 1e-9)
     log(f"grid: {len(plan.table)} injections × {len(CONDITIONS)} conditions, {rate:.0f} injections+scores/s")
