@@ -87,14 +87,11 @@ def _tools(args) -> int:
 
 
 def _claims(args, params) -> int:
-    from lenslib.data.storage import open_store
     from lenslib.experiments.artefacts import D06Artefacts
     from lenslib.repro import claims
-    from lenslib.repro.params import resolve_path
+    from lenslib.repro.params import open_param_store, resolve_path
 
-    store = open_store(params["results_uri"], region=params["s3_region"], endpoint_url=params["s3_endpoint_url"],
-                       anonymous=params["s3_anonymous"], max_attempts=params["s3_max_attempts"],
-                       connect_timeout=params["s3_connect_timeout"])
+    store = open_param_store(params, "results_uri")
     results = claims.evaluate_all(resolve_path(args.claims or params["claims_file"]), D06Artefacts(store))
     summary = claims.summary(results)
     json.dump({"results_uri": params["results_uri"], "summary": summary,

@@ -212,6 +212,15 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def open_param_store(params: Mapping[str, Any], key: str):
+    """The store at the URI parameter ``key`` (``results_uri``, ``data_uri``) with the profile's S3 settings."""
+    from lenslib.data.storage import open_store
+
+    return open_store(params[key], region=params["s3_region"], endpoint_url=params["s3_endpoint_url"],
+                      anonymous=params["s3_anonymous"], max_attempts=params["s3_max_attempts"],
+                      connect_timeout=params["s3_connect_timeout"])
+
+
 def load(profile: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Load a profile, apply overrides, validate. Overrides are validated as ``--set``."""
     path = profile_path(profile)

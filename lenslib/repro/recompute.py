@@ -16,9 +16,10 @@ from typing import Any
 from lenslib import LenslibError
 from lenslib._util import resolve_path
 from lenslib.data.catalogues import read_catalogue
-from lenslib.data.storage import ArtefactMissing, open_store
+from lenslib.data.storage import ArtefactMissing
 from lenslib.experiments.compute import bright_arc, feature_space, gallery_inputs, grid, poisson, provenance, tier_a
 from lenslib.experiments.compute.inputs import MissingInput, RecomputeError, open_inputs
+from lenslib.repro.params import open_param_store
 
 TRAIN_HINT = ("no finder checkpoint at {where}. Train one with the paper's protocol first (PAPER_SPEC C.4–C.5: "
               "EfficientNetV2-S, 160 epochs in two phases, about a day on one GPU; or the bottlenecked ResNet of "
@@ -30,12 +31,6 @@ TRAIN_HINT = ("no finder checkpoint at {where}. Train one with the paper's proto
 
 def results_dir(params: dict[str, Any]) -> Path:
     return resolve_path(params["output_dir"]) / "results"
-
-
-def open_data(params: dict[str, Any]):
-    return open_store(params["data_uri"], region=params["s3_region"], endpoint_url=params["s3_endpoint_url"],
-                      anonymous=params["s3_anonymous"], max_attempts=params["s3_max_attempts"],
-                      connect_timeout=params["s3_connect_timeout"])
 
 
 def _check(params: dict[str, Any]) -> None:
@@ -51,7 +46,7 @@ def recompute(params: dict[str, Any], *, progress: bool = True, log=print) -> Pa
     _check(params)
     out = resolve_path(params["output_dir"])
     results, work = out / "results", out / "work"
-    store = open_data(params)
+    store = open_param_store(params, "data_uri")
     try:
         inputs = open_inputs(store, manifest=params["manifest"], checkpoint=params["finder_checkpoint"],
                              priors=params["injection_priors"], cache_dir=work / "cache", device=params["device"])

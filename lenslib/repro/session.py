@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from lenslib._util import write_bytes_atomic
-from lenslib.data.storage import Store, open_store
+from lenslib.data.storage import Store
 from lenslib.experiments.artefacts import D06Artefacts
 from lenslib.repro import params as P
 from lenslib.repro.provenance import write_reads
@@ -52,11 +52,7 @@ class Session:
     def __init__(self, params: dict[str, Any], notebook: str, store: Store | None = None):
         self.params = params
         self.notebook = notebook
-        self.store = store or open_store(
-            params["results_uri"], region=params["s3_region"], endpoint_url=params["s3_endpoint_url"],
-            anonymous=params["s3_anonymous"], max_attempts=params["s3_max_attempts"],
-            connect_timeout=params["s3_connect_timeout"],
-        )
+        self.store = store or P.open_param_store(params, "results_uri")
         self.art = D06Artefacts(self.store)
         self.out = P.resolve_path(params["output_dir"])
         for sub in ("tables", "figures", "provenance/reads"):
@@ -69,10 +65,7 @@ class Session:
         local = P.resolve_path(value)
         if local.is_file():
             return local
-        data = open_store(self.params["data_uri"], region=self.params["s3_region"],
-                          endpoint_url=self.params["s3_endpoint_url"], anonymous=self.params["s3_anonymous"],
-                          max_attempts=self.params["s3_max_attempts"],
-                          connect_timeout=self.params["s3_connect_timeout"]).read_bytes(value)
+        data = P.open_param_store(self.params, "data_uri").read_bytes(value)
         return write_bytes_atomic(self.out / "cache" / value.lstrip("/"), data)
 
     # outputs ---------------------------------------------------------------
