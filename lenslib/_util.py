@@ -6,6 +6,7 @@ beside :mod:`lenslib.survey` and :mod:`lenslib.stats`.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -68,6 +69,14 @@ def atomic_write(path: str | os.PathLike, suffix: str = "", *, unique: bool = Fa
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, allow_nan: bool = True) -> Path:
+    """JSON as the authors' result files are written (indent 2, no final newline; NaN literals unless
+    ``allow_nan`` is false), through :func:`atomic_write`."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, allow_nan=allow_nan))
+    return Path(path)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, unique: bool = False) -> Path:

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lenslib import LenslibError
 from lenslib._util import resolve_path
 from lenslib.data.catalogues import read_catalogue
 from lenslib.data.storage import ArtefactMissing
@@ -27,10 +26,6 @@ TRAIN_HINT = ("no finder checkpoint at {where}. Train one with the paper's proto
               "`python -m lenslib train --config params/finder_bottlenecked_resnet.yaml "
               "--set dataset.manifest_path=<manifest> --set train.out_dir=runs/finder`, then "
               "`--set finder_checkpoint=runs/finder/best.pt`")
-
-
-def results_dir(params: dict[str, Any]) -> Path:
-    return resolve_path(params["output_dir"]) / "results"
 
 
 def _check(params: dict[str, Any]) -> None:
@@ -100,6 +95,4 @@ def ensure_results(params: dict[str, Any], **kw) -> dict[str, Any]:
         results = recompute(params, **kw)
     except ArtefactMissing as exc:
         raise RecomputeError(str(exc)) from None
-    except LenslibError:
-        raise
     return {**params, "results_uri": str(results)}

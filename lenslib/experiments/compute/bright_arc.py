@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lenslib._util import atomic_write
+from lenslib._util import atomic_write, write_json
 from lenslib.experiments.compute.inputs import Inputs, RecomputeError
-from lenslib.experiments.compute.tier_a import sample_rows, write_json
+from lenslib.experiments.compute.tier_a import sample_rows
 from lenslib.injection import UNRESTRICTED_BETA_FRAC, InjectionEngine, InjectionParams, draw
 
 MAG_BINS = tuple((f"{m}-{m + 1}", float(m), float(m + 1)) for m in range(18, 26))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lenslib.experiments.compute.inputs import Inputs, RecomputeError
+from lenslib.experiments.compute.probe import write_probe_artefacts
 from lenslib.experiments.compute.tier_a import sample_rows
 from lenslib.injection import InjectionEngine, InjectionParams, draw
 
@@ -78,8 +79,6 @@ def run_probe(inputs: Inputs, results: Path, *, n_samples: int = 500, n_permutat
               n_bootstrap: int = 5000, seed: int = 42, checkpoint: str = "", sampling: str = "full",
               umap: bool = True, progress: bool = True) -> dict:
     """Embed the populations and write ``linear_probe/`` (F.5–F.7, embeddings.npz, the Tier-A vs B control)."""
-    from lenslib.experiments.compute.probe import write_probe_artefacts
-
     pops, tier_b, groups = populations(inputs, n_samples=n_samples, seed=seed, sampling=sampling, progress=progress)
     return write_probe_artefacts(results, pops, checkpoint=checkpoint, seed=seed, n_permutations=n_permutations,
                                  n_bootstrap=n_bootstrap, tier_b=tier_b, tier_a_groups=groups["tier_a"],

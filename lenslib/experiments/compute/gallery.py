@@ -17,7 +17,6 @@ backend and pyplot state are left alone.
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -33,7 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lenslib import LenslibError
-from lenslib._util import atomic_write, utc_now
+from lenslib._util import atomic_write, utc_now, write_json
 from lenslib.survey import STAMP, nmgy_to_mag
 
 AUDIT_VERSION = "v4_large_cutouts"  # the version string of the published audit (F.14)
@@ -243,12 +242,6 @@ def _injection_rows(injections: Mapping[str, Sequence[Mapping]]) -> dict[str, li
 # --------------------------------------------------------------------------------------------------
 # writers
 # --------------------------------------------------------------------------------------------------
-def _write_json(path: Path, obj: Any) -> Path:
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, allow_nan=False))
-    return path
-
-
 def _write_text(path: Path, text: str) -> Path:
     with atomic_write(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -542,11 +535,11 @@ def write_gallery_artefacts(results: Path, real: list[dict], injections: dict[st
 
     data = {"timestamp_utc": utc_now(), "real_lenses": [_gallery_entry(r) for r in real_rows],
             "injections": {label: [_gallery_entry(r) for r in rows] for label, rows in inj_rows.items()}}
-    paths = {"gallery_data": _write_json(gdir / "gallery_data.json", data),
+    paths = {"gallery_data": write_json(gdir / "gallery_data.json", data, allow_nan=False),
              "gallery_html": _write_text(gdir / "gallery.html", gallery_html(data, threshold))}
 
     missed = missed_entries(real_rows, data["real_lenses"], cat, threshold)
-    paths["missed_tier_a"] = _write_json(gdir / "missed_tier_a.json", missed)
+    paths["missed_tier_a"] = write_json(gdir / "missed_tier_a.json", missed, allow_nan=False)
     paths["missed_tier_a_table"] = _write_text(gdir / "missed_tier_a_table.tex", missed_table_tex(missed, threshold))
 
     pick_real, pick_inj = comparison_picks(real_rows, inj_rows, seed=int(seed), n_real_shown=int(n_real_shown),
@@ -569,7 +562,7 @@ def write_gallery_artefacts(results: Path, real: list[dict], injections: dict[st
         "panel_a_real_lenses": [_audit_real(r) for r in pick_real],
         "panel_b_injections": {label: [_audit_inj(r) for r in rows] for label, rows in pick_inj.items()},
     }
-    paths["comparison_audit"] = _write_json(cdir / "comparison_audit_v2.json", audit)
+    paths["comparison_audit"] = write_json(cdir / "comparison_audit_v2.json", audit, allow_nan=False)
     paths["comparison_figure"] = comparison_figure_png(pick_real, pick_inj, cdir / "fig5_comparison.png")
 
     return {"n_real": len(real_rows), "n_injections": {k: len(v) for k, v in inj_rows.items()},

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lenslib.experiments.compute.gallery import total_r_mag, write_gallery_artefacts
 from lenslib.experiments.compute.inputs import Inputs
 from lenslib.injection import InjectionEngine, InjectionParams
 from lenslib.injection.priors import PARAM_COLUMNS
-from lenslib.survey import nmgy_to_mag
 
 THETAS = {"0.75": 0.75, "1.5": 1.5, "2.5": 2.5}
 
@@ -29,12 +29,6 @@ def params_from_frame(df: pd.DataFrame) -> InjectionParams:
         else np.zeros((len(df), 0, 2))
     cols = {c: df[c].to_numpy(dtype=int if c == "n_clumps" else float) for c in PARAM_COLUMNS}
     return InjectionParams(**cols, clumps=clumps)
-
-
-def whole_image_r_mag(images: np.ndarray) -> np.ndarray:
-    """r magnitude of the sum of every r-band pixel (host + arc), 99 where that sum is ≤ 0 (E.6)."""
-    total = np.nansum(np.asarray(images, dtype=float)[:, 1], axis=(-2, -1))
-    return np.where(total > 0, nmgy_to_mag(np.where(total > 0, total, 1.0)), 99.0)
 
 
 def gallery_injections(inputs: Inputs, results: Path, *, n_per_cell: int = 10, r_range=(16.0, 23.0),
@@ -55,7 +49,7 @@ def gallery_injections(inputs: Inputs, results: Path, *, n_per_cell: int = 10, r
         res = engine.inject(images, params_from_frame(rows), rows["host_psfsize_r"].to_numpy(),
                             rows["host_psfdepth_r"].to_numpy())
         img = res.injected.cpu().numpy()
-        r = whole_image_r_mag(img)
+        r = np.array([total_r_mag(im) for im in img])  # whole image, host + arc (E.6)
         keep = np.flatnonzero((r >= r_range[0]) & (r <= r_range[1]))[:per_theta]
         for k in keep:
             row = rows.iloc[k]
@@ -85,8 +79,6 @@ def real_lenses(inputs: Inputs, results: Path) -> list[dict]:
 def run_gallery(inputs: Inputs, results: Path, *, catalogue: pd.DataFrame | None = None, sampling: str = "full",
                 seed: int = 42) -> dict:
     """``gallery/`` and ``comparison_figure/`` (F.12–F.14) from the Tier-A scores and the no-Poisson grid."""
-    from lenslib.experiments.compute.gallery import write_gallery_artefacts
-
     return write_gallery_artefacts(results, real_lenses(inputs, results),
                                    gallery_injections(inputs, results, sampling=sampling), catalogue=catalogue,
                                    seed=seed)

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lenslib._util import atomic_write
+from lenslib._util import atomic_write, write_json
 from lenslib.experiments.compute.inputs import Inputs, RecomputeError
-from lenslib.experiments.compute.tier_a import sample_rows, write_json
+from lenslib.experiments.compute.tier_a import sample_rows
 from lenslib.injection import InjectionEngine, InjectionParams, draw
 from lenslib.stats import jeffreys_interval
 from lenslib.survey import PIXSCALE, depth_mag
@@ -100,6 +100,7 @@ class Plan:
     params: InjectionParams
     failures: list[dict]
     n_failed: dict[int, int]  # cell_idx → failed attempts
+    cells_with_hosts: set[int]  # cells whose PSF × depth bin has at least one host
 
 
 def make_plan(pool: pd.DataFrame, host_errors: dict[int, str], spec: GridSpec, priors,
@@ -112,13 +113,14 @@ def make_plan(pool: pd.DataFrame, host_errors: dict[int, str], spec: GridSpec, p
     for k, key in enumerate(zip(psf_i.tolist(), depth_i.tolist(), strict=True)):
         groups.setdefault(key, []).append(k)
     rng = np.random.default_rng(spec.seed)
-    rows, parts, failures, n_failed = [], [], [], {}
+    rows, parts, failures, n_failed, with_hosts = [], [], [], {}, set()
     cells = spec.cells()
     n_target = spec.injections_per_cell
     for cell in tqdm(cells.itertuples(), total=len(cells), desc="grid plan", unit="cell", disable=not progress):
         group = groups.get((cell.psf_i, cell.depth_i))
         if not group:
             continue
+        with_hosts.add(int(cell.cell_idx))
         k = attempt = 0
         while k < n_target and attempt < spec.attempts_per_cell:
             attempt += 1
@@ -141,7 +143,7 @@ def make_plan(pool: pd.DataFrame, host_errors: dict[int, str], spec: GridSpec, p
                                  "error": error, "cutout_path": str(pool["cutout_path"].iloc[h])})
     table = pd.DataFrame(rows, columns=["cell_idx", "inj_idx", "attempt", "host", "inj_seed"])
     params = InjectionParams.concat(parts) if parts else draw(rng, 1.0, priors, 0)
-    return Plan(table, params, failures, n_failed)
+    return Plan(table, params, failures, n_failed, with_hosts)
 
 
 def shards(plan: Plan, spec: GridSpec) -> list[np.ndarray]:
@@ -278,28 +280,19 @@ def run_grid(inputs: Inputs, results: Path, work: Path, tau: dict[float, float],
     rate = len(plan.table) * len(CONDITIONS) / max(time.perf_counter() - t0, 1e-9)
     log(f"grid: {len(plan.table)} injections × {len(CONDITIONS)} conditions, {rate:.0f} injections+scores/s")
     thresholds = threshold_rows(spec, tau)
-    cells_with_hosts = _cells_with_hosts(pool, spec)
     out = {}
     for c, poisson in CONDITIONS.items():
         inj = pd.concat([pd.read_parquet(dirs[c] / n) for n in names], ignore_index=True)
         folder = results / f"grid_{c}"
         with atomic_write(folder / "injections.parquet") as tmp:
             inj.to_parquet(tmp, index=False)
-        csv = selection_function(inj, spec, thresholds, plan.n_failed, cells_with_hosts)
+        csv = selection_function(inj, spec, thresholds, plan.n_failed, plan.cells_with_hosts)
         with atomic_write(folder / "selection_function.csv") as tmp:
             csv.to_csv(tmp, index=False)
         write_json(folder / "selection_function_meta.json",
                    grid_meta(spec, tau, csv, plan, poisson, meta or {}, len(inj)))
         out[c] = folder / "selection_function.csv"
     return out
-
-
-def _cells_with_hosts(pool: pd.DataFrame, spec: GridSpec) -> set[int]:
-    psf_i = snap(pool["psfsize_r"].to_numpy(), spec.psf_fwhm)
-    depth_i = snap(depth_mag(pool["psfdepth_r"].to_numpy()), spec.depth_5sig)
-    have = set(zip(psf_i.tolist(), depth_i.tolist(), strict=True))
-    cells = spec.cells()
-    return {int(c.cell_idx) for c in cells.itertuples() if (c.psf_i, c.depth_i) in have}
 
 
 def grid_meta(spec: GridSpec, tau: dict[float, float], csv: pd.DataFrame, plan: Plan, poisson: bool, meta: dict,

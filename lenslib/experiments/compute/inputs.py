@@ -105,20 +105,19 @@ class Scorer:
 
     def scores(self, images: Any) -> np.ndarray:
         """p = sigmoid(logit) of raw cutouts (N, 3, H, W) nmgy (numpy or tensor, any device)."""
-        if len(images) == 0:
-            return np.zeros(0)
         return score_images(self.model, images, self.spec, batch_size=self.batch_size)
 
     def embeddings(self, images: Any):
         return embed(self.model, images, self.spec, blocks=True, batch_size=self.batch_size)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _record(data: bytes, uri: str) -> tuple[bytes, dict[str, Any]]:
+    return data, {"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
 
 
-def _read(store: Store, ref: str, param: str) -> tuple[bytes, str]:
-    """Bytes of ``ref``: a local file (relative to the repository) or a key / URI under the data root."""
+def _read(store: Store, ref: str, param: str) -> tuple[bytes, dict[str, Any]]:
+    """Bytes of ``ref`` (a local file relative to the repository, or a key / URI under the data root) and
+    its provenance record ``{uri, sha256, size_bytes}``."""
     if ref.startswith("s3://"):
         root = store.uri.rstrip("/") + "/"
         if not ref.startswith(root):
@@ -128,9 +127,9 @@ def _read(store: Store, ref: str, param: str) -> tuple[bytes, str]:
     else:
         local = resolve_path(ref)
         if local.is_file():
-            return local.read_bytes(), str(local)
+            return _record(local.read_bytes(), str(local))
     try:
-        return store.read_bytes(ref), store.url(ref)
+        return _record(store.read_bytes(ref), store.url(ref))
     except ArtefactMissing as exc:
         raise MissingInput(f"parameter {param!r}: {exc}", param) from None
     except StoreUnreachable as exc:
@@ -155,8 +154,8 @@ def open_inputs(store: Store, *, manifest: str, checkpoint: str, priors: str, ca
                 device: str | None = None, workers: int = 8) -> Inputs:
     """Open the manifest, the finder checkpoint and the priors of a recompute; errors name the parameter."""
     files: dict[str, dict[str, Any]] = {}
-    raw, uri = _read(store, manifest, "manifest")
-    files["manifest"] = {"uri": uri, "sha256": _sha256(raw), "size_bytes": len(raw)}
+    raw, files["manifest"] = _read(store, manifest, "manifest")
+    uri = files["manifest"]["uri"]
     try:
         df = read_manifest(raw, name=uri)
     except LenslibError as exc:
@@ -165,8 +164,8 @@ def open_inputs(store: Store, *, manifest: str, checkpoint: str, priors: str, ca
     df = df.reset_index(drop=True)
     df["cutout_key"] = [cutout_key(p) for p in df["cutout_path"].astype(str)]
 
-    raw, uri = _read(store, checkpoint, "finder_checkpoint")
-    files["checkpoint"] = {"uri": uri, "sha256": _sha256(raw), "size_bytes": len(raw)}
+    raw, files["checkpoint"] = _read(store, checkpoint, "finder_checkpoint")
+    uri = files["checkpoint"]["uri"]
     local = Path(uri)
     if not local.is_file():  # torch reads files: keep a copy of a remote checkpoint in the cache
         local = write_bytes_atomic(Path(cache_dir) / "checkpoints" / files["checkpoint"]["sha256"] / "best.pt", raw)
@@ -176,8 +175,8 @@ def open_inputs(store: Store, *, manifest: str, checkpoint: str, priors: str, ca
     except ModelError as exc:
         raise RecomputeError(f"parameter 'finder_checkpoint' ({uri}): {exc}") from None
 
-    raw, uri = _read(store, priors, "injection_priors")
-    files["injection_priors"] = {"uri": uri, "sha256": _sha256(raw), "size_bytes": len(raw)}
+    raw, files["injection_priors"] = _read(store, priors, "injection_priors")
+    uri = files["injection_priors"]["uri"]
     path = Path(uri) if Path(uri).is_file() else write_bytes_atomic(Path(cache_dir) / "injection_priors.yaml", raw)
     pri = InjectionPriors.from_yaml(path)
     return Inputs(store=store, manifest=df, finder=finder, priors=pri, device=dev, files=files, workers=workers)

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lenslib._util import write_json
 from lenslib.data.storage import open_store
 from lenslib.experiments.artefacts import D06Artefacts
 from lenslib.experiments.compute.inputs import RecomputeError
-from lenslib.experiments.compute.tier_a import write_json
 from lenslib.stats import mcnemar_test
 
 THRESHOLD = 0.3

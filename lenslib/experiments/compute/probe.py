@@ -58,7 +58,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from lenslib import LenslibError
-from lenslib._util import atomic_write, utc_now
+from lenslib._util import atomic_write, utc_now, write_json
 
 POPULATIONS = ("real_tier_a", "inj_low_bf", "inj_high_bf", "negatives")
 BLOCKS = tuple(f"features_{k}" for k in range(8))
@@ -591,11 +591,6 @@ def umap_coordinates(embeddings: Mapping[str, np.ndarray], *, n_neighbors: int =
 # writing
 
 
-def write_json(path: Path, obj: Any) -> Path:
-    """JSON as the authors' scripts wrote it (indent 2, NaN literals, no final newline), atomically."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2))
-    return Path(path)
 
 
 def embeddings_arrays(pops: Mapping[str, Mapping[str, np.ndarray]], tier_b: Mapping[str, np.ndarray] | None = None,

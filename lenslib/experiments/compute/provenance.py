@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from lenslib._util import REPO_ROOT, git_commit, utc_now
-from lenslib.experiments.compute.tier_a import write_json
+from lenslib._util import REPO_ROOT, git_commit, utc_now, write_json
 
 PACKAGES = ("lenslib", "numpy", "scipy", "pandas", "pyarrow", "astropy", "torch", "scikit-learn", "statsmodels",
             "boto3", "lenstronomy")

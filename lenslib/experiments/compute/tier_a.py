@@ -6,26 +6,18 @@ and resumes after a kill; they are kept under ``<work>/scores/`` and reused by l
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lenslib._util import atomic_write, utc_now
+from lenslib._util import atomic_write, utc_now, write_json
 from lenslib.experiments.compute.inputs import Inputs, RecomputeError
 from lenslib.finder.scoring import fpr_thresholds, score_manifest
 from lenslib.stats import jeffreys_interval
 
 FIXED_THRESHOLDS = (0.3, 0.5)
-
-
-def write_json(path: Path, obj) -> Path:
-    """JSON as the authors' scripts wrote it (indent 2, NaN literals allowed), through an atomic rename."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2))
-    return path
 
 
 def sample_rows(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
