@@ -6,11 +6,12 @@ keeps it so). Nothing is imported until asked for, so ``import lenslib`` stays c
 - ``lenslib.survey``       DR10 conventions: bands, stamp size, pixel scale, zero point, depths, CHW/HWC
 - ``lenslib.stats``        binomial intervals and paired tests
 - ``lenslib.data``         storage (S3 / local), cutouts, manifests, catalogues, HEALPix split, coadd tiles
-- ``lenslib.injection``    the batched PyTorch injection engine (SIE + shear, Sérsic sources, PSF, noise)
+- ``lenslib.injection``    the batched PyTorch injection engine (SIE + shear; Sérsic, pixelated and realistic
+                           sources; PSF, noise)
 - ``lenslib.finder``       CNN lens finders: models, preprocessing, configs, training, checkpoints, scoring
 - ``lenslib.experiments``  the paper's experiments, the D06 artefact readers and the paper's figures
 - ``lenslib.repro``        parameter profiles, notebook sessions, the book runner, claims, provenance
-- ``lenslib.synthetic``    a synthetic DR10-like mini-survey in the real file formats
+- ``lenslib.synthetic``    a synthetic DR10-like survey with known truth (the demo world), in the real formats
 - ``lenslib.cli``          ``python -m lenslib run | claims | params | synth | train | score``
 """
 

@@ -14,27 +14,29 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="execute the notebooks of a profile and build the book")
-    r.add_argument("--profile", default="published", help="params/<profile>.yaml (or a path to a params file)")
+    r.add_argument("--profile", default="demo", help="params/<profile>.yaml (or a path to a params file); default: "
+                                                     "demo, the synthetic survey (no data from outside)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter (repeatable)")
     r.add_argument("--only", metavar="NAME", help="execute only this notebook (e.g. 02_selection_function)")
     r.add_argument("--no-book", action="store_true", help="execute the notebooks but do not build the book")
 
     rc = sub.add_parser("recompute", help="run the paper's experiments from the engines (no notebooks, no book)")
-    rc.add_argument("--profile", default="paper")
+    rc.add_argument("--profile", default="demo")
     rc.add_argument("--set", action="append", metavar="KEY=VALUE")
 
     c = sub.add_parser("claims", help="check the paper's numbers against values recomputed from the artefacts")
     c.add_argument("--results-uri", help="s3:// URI or local directory of the D06 artefacts")
-    c.add_argument("--profile", default="published")
+    c.add_argument("--profile", default="demo")
     c.add_argument("--set", action="append", metavar="KEY=VALUE")
     c.add_argument("--claims", help="claims registry (default: the profile's claims_file)")
 
     s = sub.add_parser("params", help="print the validated parameters of a profile as JSON")
-    s.add_argument("--profile", default="published")
+    s.add_argument("--profile", default="demo")
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
 
-    g = sub.add_parser("synth", help="write a synthetic mini-survey (cutouts + manifest) to a directory")
-    g.add_argument("--out", required=True, help="directory to write cutouts/ and manifests/synthetic.parquet into")
+    g = sub.add_parser("synth", help="write a synthetic survey with known truth (cutouts, manifest, truth table, "
+                                     "catalogue; the bucket's layout) to a directory")
+    g.add_argument("--out", required=True, help="directory to write cutouts/, manifests/ and catalogs/ into")
     g.add_argument("--negatives", type=int, default=400)
     g.add_argument("--positives", type=int, default=200)
     g.add_argument("--seed", type=int, default=42)
@@ -64,7 +66,7 @@ def _tools(args) -> int:
 
         df = make_survey(args.out, SurveySpec(n_negatives=args.negatives, n_positives=args.positives, seed=args.seed),
                          progress=True)
-        print(f"{len(df)} cutouts and manifests/synthetic.parquet written to {args.out}")
+        print(f"{len(df)} cutouts, manifests/synthetic.parquet (+ _truth, _spec) and catalogs/ written to {args.out}")
     elif args.command == "train":
         from lenslib.finder.config import read_config
         from lenslib.finder.training import train
@@ -91,6 +93,8 @@ def _claims(args, params) -> int:
     from lenslib.repro import claims
     from lenslib.repro.params import open_param_store, resolve_path
 
+    if params["results_uri"] is None:  # a recompute profile: the artefacts it wrote
+        params = {**params, "results_uri": str(resolve_path(params["output_dir"]) / "results")}
     store = open_param_store(params, "results_uri")
     results = claims.evaluate_all(resolve_path(args.claims or params["claims_file"]), D06Artefacts(store))
     summary = claims.summary(results)
@@ -119,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "claims":
             return _claims(args, params)
+        if params["synthetic_world"] and args.command in ("run", "recompute"):
+            from lenslib.synthetic.demo import ensure_world
+
+            ensure_world(params)
         if args.command == "recompute":
             from lenslib.repro.recompute import recompute
 

@@ -98,9 +98,10 @@ def s3_server(s3_endpoint, d06):
     return {**s3_endpoint, "uri": f"s3://{BUCKET}/{PREFIX}"}
 
 
-def copy_project(tmp_path: Path) -> Path:
+def copy_project(tmp_path: Path, shared: bool = True) -> Path:
     """A copy of the project (package, notebooks, params, book config) under ``tmp_path``, with ../shared
-    beside it, to run end to end in isolation."""
+    beside it (unless ``shared`` is false: then nothing from outside the project is there), to run end to end
+    in isolation."""
     dst = tmp_path / "project"
     dst.mkdir()
     for name in ("lenslib", "notebooks", "params", "book", "_config.yml", "_toc.yml"):
@@ -109,7 +110,8 @@ def copy_project(tmp_path: Path) -> Path:
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "executed"))
         else:
             shutil.copy2(src, dst / name)
-    (tmp_path / "shared").symlink_to(REPO.parent / "shared")  # profiles name ../shared/... paths
+    if shared:
+        (tmp_path / "shared").symlink_to(REPO.parent / "shared")  # profiles name ../shared/... paths
     return dst
 
 

@@ -75,7 +75,8 @@ def test_seeded_cuda_injections_repeat_and_ignore_batching(hosts):
 
 def test_training_on_cuda_uses_mixed_precision_and_learns(tmp_path):
     root = tmp_path / "survey"
-    make_survey(root, SurveySpec(n_negatives=240, n_positives=120, seed=7))
+    make_survey(root, SurveySpec(n_negatives=240, n_positives=120, seed=7, confuser_frac=0.0,
+                                              source_r_mag=(19.0, 20.5)))
     doc = {"dataset": {"manifest_path": str(root / "manifests" / "synthetic.parquet"), "root": str(root),
                        "cache_in_memory": True},
            "train": {"arch": "bottlenecked_resnet", "base_ch": 8, "epochs": 5, "batch_size": 32,

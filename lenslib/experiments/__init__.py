@@ -7,7 +7,9 @@
 - ``bright_arc``  Table 6, Figure 4: bright-arc detection rates of six variants × 8 magnitude bins
 - ``probe``       Table 5, Figures 2–3: the linear probe, Fréchet distances, score distributions
 - ``gallery``     Figure 5, Appendix B: the comparison figure, the gallery, the missed Tier-A lenses
-- ``figures``     the paper's figures drawn from the artefacts
+- ``gate``        the realism gate: probe AUC and Fréchet distances of any injections against real lenses;
+                  completeness matched to the real lenses' brightness
+- ``figures``     the paper's figures drawn from the artefacts (and the realism gate's)
 
 Modules are imported on demand (``from lenslib.experiments import grid``).
 """

@@ -19,12 +19,15 @@ from lenslib import LenslibError
 from lenslib.data.storage import ArtefactMissing, Store
 
 GRID_CONDITIONS = ("no_poisson", "poisson")
+# the realism gate's grid with realistic sources (lenslib.experiments.compute.gate; not in the published D06)
+GRID_EXTRA = ("realistic_no_poisson",)
 BRIGHT_ARC_VARIANTS = ("baseline", "poisson", "clip20", "poisson_clip20", "unrestricted", "gain_1e12")
 
 # Relative paths of every artefact this package reads.
 PATHS = {
     "tier_a_scoring": "tier_a_scoring/real_lens_scoring_results.json",
     "grid_csv": "grid_{condition}/selection_function.csv",
+    "gate_results": "realism_gate/gate_results.json",
     "grid_meta": "grid_{condition}/selection_function_meta.json",
     "bright_arc": "ba_{variant}/bright_arc_results.json",
     "probe_results": "linear_probe/feature_space_results.json",
@@ -86,8 +89,8 @@ class D06Artefacts:
 
     def grid(self, condition: str) -> pd.DataFrame:
         """The selection-function CSV of one grid condition (``no_poisson`` or ``poisson``)."""
-        if condition not in GRID_CONDITIONS:
-            raise ValueError(f"grid condition must be one of {GRID_CONDITIONS}, got {condition!r}")
+        if condition not in GRID_CONDITIONS + GRID_EXTRA:
+            raise ValueError(f"grid condition must be one of {GRID_CONDITIONS + GRID_EXTRA}, got {condition!r}")
         key = PATHS["grid_csv"].format(condition=condition)
         if key not in self._cache:
             raw = self._bytes(key, f"the {condition} selection-function grid")
@@ -102,6 +105,16 @@ class D06Artefacts:
                 df["sufficient"] = df["sufficient"].astype(str).str.lower().eq("true")
             self._cache[key] = df
         return self._cache[key]
+
+    def has(self, name: str) -> bool:
+        """Whether the artefact ``name`` of :data:`PATHS` is there (e.g. ``gate_results``, only in recomputes)."""
+        return self.store.exists(PATHS[name])
+
+    def gate_results(self) -> dict:
+        key = PATHS["gate_results"]
+        d = self.json(key, "the realism gate")
+        self._require(d, ["sweep", "reference"], self.store.url(key))
+        return d
 
     def grid_meta(self, condition: str) -> dict:
         key = PATHS["grid_meta"].format(condition=condition)

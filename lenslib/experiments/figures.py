@@ -116,3 +116,30 @@ def fig4_bright_arcs(art: D06Artefacts) -> plt.Figure:
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def gate_sweep_axes(sweep, reference: dict, ax_auc: plt.Axes, ax_recall: plt.Axes) -> None:
+    """The realism gate over source families: probe AUC (real lenses vs injections, with its 95 % interval) and
+    the injections' recall at p > 0.3 against the fraction of realistic-source light (0 = Sérsic)."""
+    m = np.asarray(sweep["mix"], float)
+    ax_auc.fill_between(m, sweep["auc_ci_low"], sweep["auc_ci_high"], color="C3", alpha=0.2, label="95 % interval")
+    ax_auc.errorbar(m, sweep["auc"], yerr=sweep["auc_std"], fmt="o-", color="C3", capsize=3, label="fold mean ± std")
+    ax_auc.axhline(0.5, color="0.5", ls=":", label="indistinguishable")
+    ax_auc.set(xlabel="realistic-source fraction of the injected light", ylabel="probe AUC (real vs injected)",
+               ylim=(0.4, 1.02), title="Can the finder tell injections from real lenses?")
+    ax_auc.legend(fontsize=8)
+    ax_recall.plot(m, 100 * np.asarray(sweep["recall_injected"]), "o-", color="C0", label="injections")
+    ax_recall.axhline(100 * reference["recall_real"], color="k", ls="--", label="real lenses")
+    ax_recall.set(xlabel="realistic-source fraction of the injected light", ylabel="recall at p > 0.3 (%)",
+                  ylim=(0, 105), title="Recovered at matched θ_E and magnitude")
+    ax_recall.legend(fontsize=8)
+
+
+def gate_grids_axes(families: dict, ax: plt.Axes) -> None:
+    """Completeness vs θ_E of grids made with different source families (``{label: by_theta_e table}``)."""
+    for k, (label, t) in enumerate(families.items()):
+        yerr = _yerr(t, "completeness_pct", "wilson95_lo_pct", "wilson95_hi_pct")
+        ax.errorbar(t["theta_e"], t["completeness_pct"], yerr=yerr, fmt="o-", color=f"C{k}", capsize=3, label=label)
+    ax.set(xlabel="θ_E (arcsec)", ylabel="completeness at p > 0.3 (%)", ylim=(0, None),
+           title="Selection function by source family")
+    ax.legend(fontsize=8)

@@ -49,6 +49,17 @@ def _fractions(value: list) -> str | None:
     return f"values {bad} are not in (0, 1)" if bad else None
 
 
+def _unit_interval(value: list) -> str | None:
+    bad = [v for v in value if not 0 <= v <= 1]
+    if bad:
+        return f"values {bad} are outside [0, 1] (0 = Sérsic sources only, 1 = realistic only)"
+    return None if value else "must list at least one mix"
+
+
+def _range(value: list) -> str | None:
+    return None if len(value) == 2 and value[0] <= value[1] else "must be [low, high]"
+
+
 SCHEMA: dict[str, Param] = {
     "profile": Param("str", "name of the profile (the params file stem)", required=True),
     "description": Param("str", "one line saying what the profile is for", default=""),
@@ -134,6 +145,24 @@ SCHEMA: dict[str, Param] = {
                               check=_positive),
     "probe_seed": Param("int", "seed of the feature-space analysis (paper 42)", default=42),
     "probe_umap": Param("bool", "compute the UMAP of the embeddings (paper Figure 2)", default=True),
+    # the synthetic world (lenslib.synthetic.demo) and the realism gate (lenslib.experiments.gate)
+    "synthetic_world": Param("bool", "make the synthetic survey under data_uri and train finder_config on it into "
+                                     "finder_checkpoint before the recompute (the demo profile)", default=False),
+    "gate": Param("bool", "run the realism gate: the grid again with realistic sources, and the linear probe "
+                          "for each of gate_mixes", default=False),
+    "gate_mixes": Param("list[float]", "fractions of realistic-source light in the gate's injected families "
+                                       "(0 = Sérsic, 1 = realistic)", default=[0.0, 0.25, 0.5, 0.75, 1.0],
+                        check=_unit_interval),
+    "gate_samples": Param("int", "injections per family of the gate's probe", default=150, check=_positive),
+    "gate_injections_per_cell": Param("int", "injections per cell of the realistic-source grid", default=10,
+                                      check=_positive),
+    "gate_seed": Param("int", "seed of the gate's draws", default=2027),
+    "gate_min_arc_snr": Param("float", "compare clear arcs only: Tier-A real lenses against injections whose arc SNR "
+                                       "passes this cut (null: all lenses against all injections)", nullable=True),
+    "gate_theta_e": Param("list[float]", "θ_E range (arcsec) of the gate's injections: that of the real lenses",
+                          default=[0.8, 2.5], check=_range),
+    "gate_source_r_mag": Param("list[float]", "source r-magnitude range of the gate's injections: that of the real "
+                                              "lenses", default=[21.0, 23.5], check=_range),
 }
 
 _TYPES: dict[str, Callable[[Any], bool]] = {

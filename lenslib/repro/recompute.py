@@ -16,7 +16,16 @@ from typing import Any
 from lenslib._util import resolve_path
 from lenslib.data.catalogues import read_catalogue
 from lenslib.data.storage import ArtefactMissing
-from lenslib.experiments.compute import bright_arc, feature_space, gallery_inputs, grid, poisson, provenance, tier_a
+from lenslib.experiments.compute import (
+    bright_arc,
+    feature_space,
+    gallery_inputs,
+    gate,
+    grid,
+    poisson,
+    provenance,
+    tier_a,
+)
 from lenslib.experiments.compute.inputs import MissingInput, RecomputeError, open_inputs
 from lenslib.repro.params import open_param_store
 
@@ -36,8 +45,9 @@ def _check(params: dict[str, Any]) -> None:
                                     else "give the training manifest, a key under data_uri or a local file"))
 
 
-def recompute(params: dict[str, Any], *, progress: bool = True, log=print) -> Path:
-    """Run the six experiments (and provenance) of a profile; returns the results folder."""
+def recompute(params: dict[str, Any], *, progress: bool = True, log=print, timings: dict | None = None) -> Path:
+    """Run the six experiments (and provenance) of a profile; returns the results folder. ``timings``, if
+    given, receives each step's wall time (s)."""
     _check(params)
     out = resolve_path(params["output_dir"])
     results, work = out / "results", out / "work"
@@ -56,7 +66,10 @@ def recompute(params: dict[str, Any], *, progress: bool = True, log=print) -> Pa
     def step(name: str, fn, *args, **kw):
         t0 = time.perf_counter()
         res = fn(*args, **kw)
-        log(f"  {name}: {time.perf_counter() - t0:.1f} s")
+        dt = time.perf_counter() - t0
+        log(f"  {name}: {dt:.1f} s")
+        if timings is not None:
+            timings[name] = dt
         return res
 
     tau = step("FPR thresholds", tier_a.negative_fpr_thresholds, inputs, work, n_negatives=params["fpr_negatives"],
@@ -76,6 +89,12 @@ def recompute(params: dict[str, Any], *, progress: bool = True, log=print) -> Pa
          n_permutations=params["probe_permutations"], n_bootstrap=params["probe_bootstraps"],
          seed=params["probe_seed"], checkpoint=params["finder_checkpoint"], sampling=sampling,
          umap=params["probe_umap"], progress=progress)
+    if params["gate"]:
+        step("realism gate", gate.run_gate, inputs, results, work, tau, spec, mixes=params["gate_mixes"],
+             n_samples=params["gate_samples"], injections_per_cell=params["gate_injections_per_cell"],
+             seed=params["gate_seed"], theta_e=tuple(params["gate_theta_e"]),
+             source_r_mag=tuple(params["gate_source_r_mag"]), min_arc_snr=params["gate_min_arc_snr"],
+             meta=meta, progress=progress, log=log)
     catalogue = None
     if params.get("catalogue_desi") and resolve_path(params["catalogue_desi"]).exists():
         catalogue = read_catalogue(resolve_path(params["catalogue_desi"]), "desi")

@@ -122,8 +122,8 @@ def run(params: dict[str, Any], only: str | None = None, book: bool = True, log=
     artefacts (``<output_dir>/results``) instead of published ones."""
     from lenslib.repro.recompute import ensure_results
 
-    t0 = time.perf_counter()
-    params = ensure_results(params, log=log)
+    t0, steps = time.perf_counter(), {}
+    params = ensure_results(params, log=log, timings=steps)
     recompute_s = time.perf_counter() - t0
     names = notebook_names()
     if only is not None:
@@ -131,6 +131,7 @@ def run(params: dict[str, Any], only: str | None = None, book: bool = True, log=
             raise NotebookFailed(f"--only {only!r}: no such notebook; notebooks are: {', '.join(names)}")
         names = [only]
     timings: dict[str, float] = {"recompute": recompute_s} if params["recompute"] else {}
+    timings.update({f"recompute: {k}": v for k, v in steps.items()})
     for name in tqdm(names, desc=f"notebooks ({params['profile']})", unit="nb", file=sys.stderr):
         t0 = time.perf_counter()
         execute(name, params)

@@ -117,4 +117,24 @@ def start(namespace: Mapping[str, Any], notebook: str) -> Session:
     params = P.validate(merged, source=f"notebook {notebook} parameters (profile {path.name})")
     session = Session(params, notebook)
     session._touch_reads()
+    if params["synthetic_world"]:
+        _synthetic_banner(params)
     return session
+
+
+SYNTHETIC_BANNER = ("**Synthetic survey — not DR10.** Every number and image on this page comes from lenslib's "
+                    "synthetic survey (profile `{profile}`: {n_neg} negatives and {n_pos} lenses made under "
+                    "`{data_uri}`, a finder trained on them), recomputed through the same code as the paper. The "
+                    "paper's own values stand beside these on the *Claims* page; the *realism gate* page checks "
+                    "the world's known truth.")
+
+
+def _synthetic_banner(params: dict[str, Any]) -> None:
+    text = SYNTHETIC_BANNER.format(profile=params["profile"], n_neg=params["synthetic_negatives"],
+                                   n_pos=params["synthetic_positives"], data_uri=params["data_uri"])
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"> {text}"))
+    except ImportError:
+        print(text)

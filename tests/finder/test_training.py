@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory):
     root = tmp_path_factory.mktemp("survey")
-    df = make_survey(root, SurveySpec(n_negatives=240, n_positives=120, seed=7))
+    df = make_survey(root, SurveySpec(n_negatives=240, n_positives=120, seed=7, confuser_frac=0.0,
+                                              source_r_mag=(19.0, 20.5)))
     return root, df
 
 

@@ -10,6 +10,8 @@
 - ``probe``       §E.4 steps 8–13: probe, permutations, bootstraps, Fréchet distances, UMAP → ``linear_probe/``
 - ``gallery_inputs`` §E.6 inputs: Tier-A lenses with their scores, grid injections re-rendered from their rows
 - ``gallery``     §E.6: thumbnails, the gallery page, the missed Tier-A table, the comparison figure → ``gallery/``
+- ``gate``        the realism gate: the grid with realistic sources, the probe over source mixes
+                  → ``grid_realistic_no_poisson/``, ``realism_gate/``
 - ``provenance``  §E.7: SHA-256 of every input, code version, machine → ``provenance.json``
 
 The book reads what these write through the same readers (:mod:`lenslib.experiments.artefacts`) as the

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from lenslib._util import atomic_write, write_json
 from lenslib.experiments.compute.inputs import Inputs, RecomputeError
 from lenslib.experiments.compute.tier_a import sample_rows
-from lenslib.injection import InjectionEngine, InjectionParams, draw
+from lenslib.injection import InjectionEngine, InjectionParams, PixelatedStamps, draw
+from lenslib.injection.realistic import RealisticSourceSpec, realistic_sources
 from lenslib.stats import jeffreys_interval
 from lenslib.survey import PIXSCALE, depth_mag
 
@@ -60,11 +61,19 @@ class GridSpec:
     sampling: str = "full"
     shard_injections: int = 4096
     batch_size: int = 0  # injections per engine batch; 0: 512 on a GPU, 128 on a CPU
+    source_mix: float = 0.0  # fraction of each arc's light from a realistic source (lenslib.injection.realistic)
+    conditions: tuple[str, ...] = tuple(CONDITIONS)
+    prefix: str = "grid_"  # results/<prefix><condition>/
 
     def __post_init__(self) -> None:
         for name in ("injections_per_cell", "host_max", "shard_injections"):
             if getattr(self, name) <= 0:
                 raise RecomputeError(f"parameter 'grid_{name}' must be > 0, got {getattr(self, name)}")
+        unknown = [c for c in self.conditions if c not in CONDITIONS]
+        if unknown or not self.conditions:
+            raise RecomputeError(f"grid conditions must be among {list(CONDITIONS)}, got {list(self.conditions)}")
+        if not 0 <= self.source_mix <= 1:
+            raise RecomputeError(f"grid source_mix must be in [0, 1], got {self.source_mix}")
         if self.max_retries < 0:
             raise RecomputeError(f"parameter 'grid_max_retries' must be ≥ 0, got {self.max_retries}")
 
@@ -165,6 +174,12 @@ def gather_hosts(images: np.ndarray, plan: Plan, rows: np.ndarray) -> np.ndarray
     return images[plan.table["host"].to_numpy()[rows]]
 
 
+def realistic_family(seeds: np.ndarray, spec: RealisticSourceSpec | None = None) -> PixelatedStamps:
+    """Realistic sources for injections with these seeds (each its own galaxy, made when its batch is rendered)."""
+    seeds, spec = np.asarray(seeds), spec or RealisticSourceSpec()
+    return PixelatedStamps(lambda k: realistic_sources(seeds[k], spec), spec.pixscale)
+
+
 def run_shard(inputs: Inputs, pool: pd.DataFrame, images: np.ndarray, plan: Plan, rows: np.ndarray,
               engines: dict[str, InjectionEngine], scorer, hosts: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
     """Inject and score one shard under every condition (``hosts``: its gathered host images, if prepared
@@ -183,7 +198,8 @@ def run_shard(inputs: Inputs, pool: pd.DataFrame, images: np.ndarray, plan: Plan
     base["host_psfsize_r"], base["host_psfdepth_r"] = fwhm, depth
     out = {}
     for cond, engine in engines.items():
-        res = engine.inject(hosts, params, fwhm, depth, seeds=t["inj_seed"].to_numpy())
+        sources = realistic_family(t["inj_seed"].to_numpy()) if engine.source_mix else None
+        res = engine.inject(hosts, params, fwhm, depth, seeds=t["inj_seed"].to_numpy(), sources=sources)
         df = pd.concat([base, res.to_frame().drop(columns=["seed", "psf_fwhm_r"])], axis=1)
         df["src_r_mag"] = params.r_mag
         df["score"] = scorer.scores(res.injected)
@@ -257,15 +273,15 @@ def run_grid(inputs: Inputs, results: Path, work: Path, tau: dict[float, float],
         raise RecomputeError(f"the grid has no injection to make: no usable host among {len(pool)} validation "
                              f"negatives ({len(errors)} failed to load)")
     batch = spec.batch_size or (512 if inputs.device.type == "cuda" else 128)
-    engines = {c: InjectionEngine(poisson=p, gain=spec.gain, sampling=spec.sampling, device=inputs.device,
-                                  batch_size=batch) for c, p in CONDITIONS.items()}
+    engines = {c: InjectionEngine(poisson=CONDITIONS[c], gain=spec.gain, sampling=spec.sampling, device=inputs.device,
+                                  batch_size=batch, source_mix=spec.source_mix) for c in spec.conditions}
     scorer = inputs.scorer(batch_size=256)
     parts = shards(plan, spec)
     names = [f"cells_{int(plan.table['cell_idx'].iloc[r[0]]):05d}.parquet" for r in parts]
-    dirs = {c: results / f"grid_{c}" / "shards" for c in CONDITIONS}
-    todo = [k for k, n in enumerate(names) if not all((dirs[c] / n).exists() for c in CONDITIONS)]
+    dirs = {c: results / f"{spec.prefix}{c}" / "shards" for c in spec.conditions}
+    todo = [k for k, n in enumerate(names) if not all((dirs[c] / n).exists() for c in spec.conditions)]
     bar = tqdm(total=len(plan.table), initial=len(plan.table) - sum(len(parts[k]) for k in todo),
-               desc="grid (2 conditions)", unit="inj", disable=not progress)
+               desc=f"grid ({len(spec.conditions)} conditions)", unit="inj", disable=not progress)
     with ThreadPoolExecutor(max_workers=1) as helper:  # the next shard's hosts are gathered meanwhile
         nxt = helper.submit(gather_hosts, images, plan, parts[todo[0]]) if todo else None
         for j, k in enumerate(todo):
@@ -277,13 +293,14 @@ def run_grid(inputs: Inputs, results: Path, work: Path, tau: dict[float, float],
                     df.to_parquet(tmp, index=False)
             bar.update(len(parts[k]))
     bar.close()
-    rate = len(plan.table) * len(CONDITIONS) / max(time.perf_counter() - t0, 1e-9)
-    log(f"grid: {len(plan.table)} injections × {len(CONDITIONS)} conditions, {rate:.0f} injections+scores/s")
+    rate = len(plan.table) * len(spec.conditions) / max(time.perf_counter() - t0, 1e-9)
+    log(f"grid: {len(plan.table)} injections × {len(spec.conditions)} conditions, {rate:.0f} injections+scores/s")
     thresholds = threshold_rows(spec, tau)
     out = {}
-    for c, poisson in CONDITIONS.items():
+    for c in spec.conditions:
+        poisson = CONDITIONS[c]
         inj = pd.concat([pd.read_parquet(dirs[c] / n) for n in names], ignore_index=True)
-        folder = results / f"grid_{c}"
+        folder = results / f"{spec.prefix}{c}"
         with atomic_write(folder / "injections.parquet") as tmp:
             inj.to_parquet(tmp, index=False)
         csv = selection_function(inj, spec, thresholds, plan.n_failed, plan.cells_with_hosts)
@@ -317,6 +334,7 @@ def grid_meta(spec: GridSpec, tau: dict[float, float], csv: pd.DataFrame, plan: 
         "add_poisson_noise": poisson, "gain_e_per_nmgy": spec.gain if poisson else None, "add_sky_noise": False,
         "save_cutouts": False, "save_cutouts_dir": "",
         "injection_engine": f"SIE+shear (lenslib.injection, sampling={spec.sampling})",
+        "source_mix": spec.source_mix,  # 0: Sérsic sources (the paper); 1: realistic (lenslib.injection.realistic)
         "source_model": "Sersic (clumps as the priors say)", "injection_overrides": {},
         "notes": ["Injections and scores computed in memory by lenslib (no cutout round trip).",
                   "Per-injection rows (parameters, magnitudes, SNR, seed, host, score): injections.parquet.",

@@ -1,0 +1,7 @@
+"""The injection engine's error classes (a module of their own, so that every injection module can raise them)."""
+
+from lenslib import LenslibError
+
+
+class InjectionError(LenslibError):
+    """Inputs to the injection engine are inconsistent (shapes, PSF, seeds)."""
