@@ -1,4 +1,4 @@
-"""Command line: ``python -m lenslib run|recompute|claims|params|synth|train|score``."""
+"""Command line: ``python -m lenslib run|recompute|claims|audit|params|synth|train|score``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--profile", default="demo")
     c.add_argument("--set", action="append", metavar="KEY=VALUE")
     c.add_argument("--claims", help="claims registry (default: the profile's claims_file)")
+
+    a = sub.add_parser("audit", help="classify and check every number typed in the paper's LaTeX source")
+    a.add_argument("--profile", default="demo")
+    a.add_argument("--set", action="append", metavar="KEY=VALUE")
+    a.add_argument("--tex", help="the LaTeX source (default: the profile's paper_tex)")
+    a.add_argument("--lines", metavar="A-B", help="print only the numbers of these source lines")
+    a.add_argument("--all", action="store_true", help="print every number, not only those that need attention")
+
+    pp = sub.add_parser("paper", help="numbers.tex, the numbers audit, the reproduction report and the authors' "
+                                      "paper rebuilt with this run's figures (PDFs need TeX)")
+    pp.add_argument("--profile", default="demo")
+    pp.add_argument("--set", action="append", metavar="KEY=VALUE")
+    pp.add_argument("--tex", help="the authors' LaTeX source (default: the profile's paper_tex)")
 
     s = sub.add_parser("params", help="print the validated parameters of a profile as JSON")
     s.add_argument("--profile", default="demo")
@@ -107,6 +120,21 @@ def _claims(args, params) -> int:
     return 0 if summary["ok"] else 1
 
 
+def _audit(args, params) -> int:
+    from lenslib.paper.audit import FAILING
+    from lenslib.paper.run import run_audit
+
+    report = run_audit(params, tex=args.tex)
+    lo, hi = (int(x) for x in args.lines.split("-")) if args.lines else (0, 10**9)
+    shown = [i for i in report["items"] if lo <= i["line"] <= hi
+             and (args.all or args.lines or i["status"] in (*FAILING, "unchecked"))]
+    for i in shown:
+        print(f"{i['line']:4d}.{i['index']:<2d} {i['text']:>10s}  {i['status']:<17s} {i['cls']}:{i['target']}  "
+              f"{i['detail']}", file=sys.stderr if i["status"] in FAILING else sys.stdout)
+    print(json.dumps({**report["summary"], "report": report["path"]}, indent=1))
+    return 0 if report["summary"]["ok"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from lenslib.repro import params as P
@@ -123,6 +151,21 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "claims":
             return _claims(args, params)
+        if args.command == "audit":
+            return _audit(args, params)
+        if args.command == "paper":
+            from lenslib.paper.latex import TexMissing, tex_available
+            from lenslib.paper.run import build_paper
+
+            if not tex_available():
+                raise TexMissing(__import__("lenslib.paper.latex", fromlist=["x"]).INSTALL_HINT)
+            status = build_paper(params, tex=args.tex)
+            print(json.dumps(status, indent=1))
+            return 0
+        if args.command == "run":
+            from lenslib.repro.runner import select_notebooks
+
+            select_notebooks(args.only)  # an unknown name fails now, not after the world is made
         if params["synthetic_world"] and args.command in ("run", "recompute"):
             from lenslib.synthetic.demo import ensure_world
 

@@ -78,6 +78,14 @@ SCHEMA: dict[str, Param] = {
     "s3_max_attempts": Param("int", "attempts per S3 request before giving up", default=4, check=_positive),
     "s3_connect_timeout": Param("float", "seconds to wait for an S3 connection", default=5.0),
     "claims_file": Param("str", "the claims registry", default="params/claims.yaml"),
+    "paper_tex": Param("str", "the authors' LaTeX source (its folder must hold the class and .bst files); "
+                       "rebuilt with this run's figures and audited number by number", nullable=True),
+    "paper_configs": Param("str", "the folder of the authors' configs (training, priors, negatives): the audit "
+                           "checks the paper's method constants against them", nullable=True),
+    "paper_numbers": Param("str", "the numbers audit map (a YAML file or a folder of them)",
+                           default="params/paper_numbers"),
+    "paper_pdf": Param("bool", "build the PDFs (the authors' paper, the reproduction report) at the end of a run "
+                       "when TeX is installed", default=True),
     # injection section
     "injection_priors": Param("str", "injection priors YAML (the authors' injection_priors.yaml format)",
                               default="params/injection_priors.yaml"),

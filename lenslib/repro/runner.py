@@ -112,7 +112,22 @@ def build_book(output_dir: Path | None = None) -> Path:
     html = BUILD_DIR / "html"
     if output_dir is not None and (output_dir / "gallery").is_dir():
         shutil.copytree(output_dir / "gallery", html / "gallery", dirs_exist_ok=True)
+    if output_dir is not None and (output_dir / "paper").is_dir():  # the PDFs the book links, and thumbnails
+        (html / "paper").mkdir(exist_ok=True)
+        for f in [*(output_dir / "paper").glob("*.pdf"), *(output_dir / "paper").glob("*_p1.png")]:
+            shutil.copy2(f, html / "paper" / f.name)
     return html
+
+
+def select_notebooks(only: str | None = None) -> list[str]:
+    """The notebooks a run executes: all of them, or ``only`` (an unknown name is an error, raised before any
+    work starts)."""
+    names = notebook_names()
+    if only is None:
+        return names
+    if only not in names:
+        raise NotebookFailed(f"--only {only!r}: no such notebook; notebooks are: {', '.join(names)}")
+    return [only]
 
 
 def run(params: dict[str, Any], only: str | None = None, book: bool = True, log=print) -> dict:
@@ -122,14 +137,10 @@ def run(params: dict[str, Any], only: str | None = None, book: bool = True, log=
     artefacts (``<output_dir>/results``) instead of published ones."""
     from lenslib.repro.recompute import ensure_results
 
+    names = select_notebooks(only)
     t0, steps = time.perf_counter(), {}
     params = ensure_results(params, log=log, timings=steps)
     recompute_s = time.perf_counter() - t0
-    names = notebook_names()
-    if only is not None:
-        if only not in names:
-            raise NotebookFailed(f"--only {only!r}: no such notebook; notebooks are: {', '.join(names)}")
-        names = [only]
     timings: dict[str, float] = {"recompute": recompute_s} if params["recompute"] else {}
     timings.update({f"recompute: {k}": v for k, v in steps.items()})
     for name in tqdm(names, desc=f"notebooks ({params['profile']})", unit="nb", file=sys.stderr):

@@ -15,7 +15,8 @@ from tests.conftest import copy_project
 pytestmark = pytest.mark.slow
 
 NOTEBOOKS = ["methods_data", "methods_injection", "methods_model", "01_tier_a_recall", "02_selection_function",
-             "03_poisson_noise", "04_bright_arcs", "05_linear_probe", "06_gallery", "07_claims", "08_provenance"]
+             "03_poisson_noise", "04_bright_arcs", "05_linear_probe", "06_gallery", "07_claims", "08_provenance",
+             "10_paper"]
 TABLES = {
     "tier_a_recall": ["threshold", "recall_pct", "n_detected", "n_total", "ci95_lo_pct", "ci95_hi_pct"],
     "grid_thresholds": ["threshold", "no_poisson_pct", "poisson_pct", "deficit_pp"],
@@ -75,6 +76,16 @@ def test_published_profile_local_and_s3_give_identical_tables(published_book, d0
         assert "Traceback" not in page and "output error" not in page, nb
     assert (html / "gallery" / "index.html").exists() and (html / "gallery" / "thumbs" / "REAL_112.png").exists()
     assert "<img" in (html / "book" / "executed" / "02_selection_function.html").read_text()
+    from lenslib.paper.latex import tex_available
+
+    if tex_available() or os.environ.get("CI"):  # the book links both PDFs, with first-page thumbnails
+        for name in ("reproduction_report", "balaji_johnson_2026_rasti"):
+            assert (html / "paper" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+            assert (html / "paper" / f"{name}_p1.png").exists()
+            assert f"../paper/{name}.pdf" in (html / "book" / "intro.html").read_text()
+            assert f"../../paper/{name}.pdf" in (html / "book" / "executed" / "07_claims.html").read_text()
+        audit = json.loads((local_out / "paper" / "numbers_audit.json").read_text())
+        assert audit["summary"]["ok"] and audit["summary"]["unclassified"] == 0
 
     for tid, first in TABLES.items():
         header = (local_out / "tables" / f"{tid}.csv").read_text().splitlines()[0].split(",")
@@ -110,7 +121,8 @@ def test_missing_artefact_stops_with_names_and_keeps_earlier_outputs(project, d0
     shutil.copytree(d06, copy)
     (copy / "linear_probe" / "checkpoint.npz").unlink()
     out = tmp_path / "out"
-    p = lenslib(project, "run", "--set", f"results_uri={copy}", "--set", f"output_dir={out}")
+    p = lenslib(project, "run", "--profile", "published", "--set", f"results_uri={copy}",
+                "--set", f"output_dir={out}")
     assert p.returncode == 1
     assert "notebook 05_linear_probe failed in cell" in p.stderr
     assert "linear_probe/checkpoint.npz" in p.stderr
@@ -120,7 +132,8 @@ def test_missing_artefact_stops_with_names_and_keeps_earlier_outputs(project, d0
 
 
 def test_unreachable_endpoint_is_a_clear_error(project, tmp_path):
-    p = lenslib(project, "run", "--only", "01_tier_a_recall", "--set", "results_uri=s3://darkhaloscope/x/",
+    p = lenslib(project, "run", "--profile", "published", "--only", "01_tier_a_recall",
+                "--set", "results_uri=s3://darkhaloscope/x/",
                 "--set", "s3_endpoint_url=http://127.0.0.1:9", "--set", "s3_max_attempts=1",
                 "--set", "s3_connect_timeout=1", "--set", f"output_dir={tmp_path / 'out'}")
     assert p.returncode == 1
@@ -130,6 +143,7 @@ def test_unreachable_endpoint_is_a_clear_error(project, tmp_path):
 def test_unknown_notebook_and_bad_parameter(project):
     p = lenslib(project, "run", "--only", "99_nothing")
     assert p.returncode == 1 and "no such notebook" in p.stderr
+    assert not (project / "runs").exists()  # the default (demo) profile stops before it makes its world
     p = lenslib(project, "run", "--set", "figure_formats=[gif]")
     assert p.returncode == 2 and "figure_formats" in p.stderr
 

@@ -65,6 +65,15 @@ def test_demo_builds_the_book_without_anything_from_outside(demo):
                 "linear_probe/feature_space_results.json", "realism_gate/gate_sweep.csv",
                 "provenance.json"):
         assert (results / key).exists(), key
+    paper = demo / "runs" / "demo" / "paper"
+    assert (paper / "numbers.tex").exists()
+    from lenslib.paper.latex import tex_available
+
+    if tex_available() or os.environ.get("CI"):  # the report, in the demo's words; no authors' source here
+        text = subprocess.run(["pdftotext", str(paper / "reproduction_report.pdf"), "-"], capture_output=True,
+                              text=True, check=True).stdout
+        assert "Synthetic survey" in text and (html / "paper" / "reproduction_report.pdf").exists()
+        assert not (paper / "balaji_johnson_2026_rasti.pdf").exists()
 
 
 def test_the_morphological_barrier_is_found_on_the_known_truth(demo):

@@ -334,8 +334,10 @@ def grid_meta(spec: GridSpec, tau: dict[float, float], csv: pd.DataFrame, plan: 
         "add_poisson_noise": poisson, "gain_e_per_nmgy": spec.gain if poisson else None, "add_sky_noise": False,
         "save_cutouts": False, "save_cutouts_dir": "",
         "injection_engine": f"SIE+shear (lenslib.injection, sampling={spec.sampling})",
-        "source_mix": spec.source_mix,  # 0: Sérsic sources (the paper); 1: realistic (lenslib.injection.realistic)
-        "source_model": "Sersic (clumps as the priors say)", "injection_overrides": {},
+        # the D06 keys only: a realistic-source grid (lenslib.injection.realistic) says so in these two
+        "source_model": "Sersic (clumps as the priors say)" if not spec.source_mix else
+        f"{1 - spec.source_mix:g} Sersic + {spec.source_mix:g} realistic pixelated (lenslib.injection.realistic)",
+        "injection_overrides": {"source_mix": spec.source_mix} if spec.source_mix else {},
         "notes": ["Injections and scores computed in memory by lenslib (no cutout round trip).",
                   "Per-injection rows (parameters, magnitudes, SNR, seed, host, score): injections.parquet.",
                   "CIs are Jeffreys Beta(0.5,0.5) equal-tailed intervals."],

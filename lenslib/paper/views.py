@@ -1,0 +1,48 @@
+"""What the book shows of the paper step: the audit as tables, the PDFs as thumbnail links."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: the PDFs of the paper step, as the book names them
+PDF_TITLES = {"reproduction_report": "Reproduction report (this run's numbers, tables, figures and claims)",
+              "balaji_johnson_2026_rasti": "The authors' paper, rebuilt with this run's figures"}
+
+
+def audit_frame(report: dict[str, Any], statuses: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per audited number (optionally only some statuses), in source order."""
+    df = pd.DataFrame(report["items"])
+    if df.empty:
+        return df
+    if statuses is not None:
+        df = df[df["status"].isin(statuses)]
+    df = df.assign(**{"class": df["cls"] + ":" + df["target"]})
+    return df[["line", "text", "where", "class", "status", "computed", "detail"]].reset_index(drop=True)
+
+
+def status_counts(report: dict[str, Any]) -> pd.DataFrame:
+    """Numbers per class and status."""
+    df = pd.DataFrame(report["items"])
+    return df.assign(cls=df["cls"].replace("", "unclassified")).pivot_table(
+        index="cls", columns="status", values="line", aggfunc="count", fill_value=0)
+
+
+def pdf_cards_html(names: list[str], base: str, thumbs: bool = True) -> str:
+    """Links (with first-page thumbnails) to the paper step's PDFs, relative to ``base`` (the site's
+    ``paper/`` folder as seen from the page)."""
+    cards = []
+    for name in names:
+        title = html.escape(PDF_TITLES.get(name, name))
+        img = (f'<img src="{base}/{name}_p1.png" alt="first page" style="width:180px;border:1px solid #ccc">'
+               if thumbs else "")
+        cards.append(f'<a href="{base}/{name}.pdf" style="display:inline-block;margin:0 1em 1em 0;'
+                     f'text-align:center;width:200px">{img}<br>{title}</a>')
+    return '<div class="lenslib-pdfs">' + "".join(cards) + "</div>"
+
+
+def built_pdfs(paper_dir: Path) -> list[str]:
+    return [n for n in PDF_TITLES if (paper_dir / f"{n}.pdf").exists()]
