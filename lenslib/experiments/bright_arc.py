@@ -59,3 +59,33 @@ def max_gain_control_difference_pp(art: D06Artefacts) -> float:
     """Largest |baseline − gain 10¹²| over the bins: the noise-free control should match baseline."""
     a, b = rates(art, "baseline"), rates(art, "gain_1e12")
     return float(np.max(np.abs(a["rate_pct"].to_numpy() - b["rate_pct"].to_numpy())))
+
+
+def rate_range_pct(art: D06Artefacts, variant: str = "baseline", mag_lo: float = 18.0, mag_hi: float = 22.0,
+                   stat: str = "min") -> float:
+    """``min`` or ``max`` detection rate (%) of a variant over the source-magnitude bins inside
+    [``mag_lo``, ``mag_hi``] (the paper's "29-39 per cent" for the bright bins 18-22 of the baseline)."""
+    if stat not in ("min", "max"):
+        raise ValueError(f"stat must be 'min' or 'max', got {stat!r}")
+    t = rates(art, variant)
+    lo = t["mag_bin"].str.split("-").str[0].astype(float)
+    hi = t["mag_bin"].str.split("-").str[1].astype(float)
+    sel = t.loc[(lo >= mag_lo - 1e-9) & (hi <= mag_hi + 1e-9), "rate_pct"]
+    if sel.empty:
+        raise ValueError(f"no bright-arc bin of {variant} lies inside {mag_lo}-{mag_hi}")
+    return float(sel.min() if stat == "min" else sel.max())
+
+
+def max_variant_gain_pp(art: D06Artefacts, variant: str = "poisson", reference: str = "baseline") -> float:
+    """Largest detection-rate gain variant − reference (pp) over the bins ("up to +10.5 pp" for Poisson)."""
+    a, b = rates(art, variant), rates(art, reference)
+    return float(np.max(a["rate_pct"].to_numpy() - b["rate_pct"].to_numpy()))
+
+
+def recall_over_rate(art: D06Artefacts, stat: str = "max", variant: str = "baseline", mag_lo: float = 18.0,
+                     mag_hi: float = 22.0, threshold: float = 0.3) -> float:
+    """Tier-A recall at ``threshold`` divided by the ``stat`` (min/max) bright-arc rate of
+    :func:`rate_range_pct` (the abstract's "a factor of 2-3 below real-lens recall": max → 2, min → 3)."""
+    from lenslib.experiments.tier_a import recall_pct
+
+    return recall_pct(art, threshold) / rate_range_pct(art, variant, mag_lo, mag_hi, stat)

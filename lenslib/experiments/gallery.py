@@ -42,6 +42,51 @@ def missed_median_score(art: D06Artefacts) -> float:
     return float(missed_table(art)["score"].median())
 
 
+def missed_r_mag_max(art: D06Artefacts, threshold: float = 0.3, bound: float | None = None) -> float:
+    """Faintest r magnitude among the missed Tier-A lenses; with ``bound`` (the paper's "all 12 have
+    r <= 20"), ``bound`` itself when every missed lens has r <= bound, else the faintest r (which then
+    disagrees with the printed bound). The r magnitudes are total-cutout magnitudes (PAPER_SPEC §I.14)."""
+    faintest = float(missed_table(art, threshold)["r_mag"].max())
+    return float(bound) if bound is not None and faintest <= float(bound) else faintest
+
+
+def missed_ranked(art: D06Artefacts, column: str, by: str | None = None, rank: int = 0,
+                  ascending: bool = True, threshold: float = 0.3) -> float:
+    """``column`` of the missed Tier-A lens at position ``rank`` (0-based) when the missed lenses are sorted by
+    ``by`` (default ``column`` itself): the lowest / highest z_lens of Appendix B (``rank`` 0, ascending /
+    descending), the second-lowest (``rank`` 1), the r of the highest-z_lens system (column r_mag, by zlens)."""
+    t = missed_table(art, threshold).sort_values(by or column, ascending=ascending, kind="mergesort")
+    if not 0 <= int(rank) < len(t):
+        raise ValueError(f"rank {rank} outside the {len(t)} missed lenses")
+    return float(t[column].iloc[int(rank)])
+
+
+def missed_match_sep_max_arcmin(art: D06Artefacts, bound: float | None = None, threshold: float = 0.3) -> float:
+    """Largest brick-centre-to-catalogue separation of the missed lenses' z_lens matches, in arcmin; with
+    ``bound`` (Table B1 caption: "< 12 arcmin"), ``bound`` itself when every separation is below it, else the
+    largest (which then disagrees with the printed bound). The match is of the brick centre, not of the lens
+    position (PAPER_SPEC §I.13)."""
+    largest = 60.0 * float(missed_table(art, threshold)["match_sep_deg"].max())
+    return float(bound) if bound is not None and largest < float(bound) else largest
+
+
+def missed_desi_name_coord(art: D06Artefacts, uid: str, coord: str = "ra") -> float:
+    """|RA| or |Dec| (deg) encoded in the DESI name ``DESI-RRR.rrrr±DD.dddd`` that Appendix B's cross-match
+    gives the missed lens ``uid`` (absolute: the paper types the sign of Dec apart from the number)."""
+    import re
+
+    if coord not in ("ra", "dec"):
+        raise ValueError(f"coord must be 'ra' or 'dec', got {coord!r}")
+    t = missed_table(art)
+    hit = t.loc[t["uid"] == uid, "desi_name"]
+    if hit.empty or not isinstance(hit.iloc[0], str):
+        raise ValueError(f"no missed Tier-A lens {uid!r} with a DESI name")
+    m = re.fullmatch(r"DESI-(\d+\.\d+)([+-])(\d+\.\d+)", hit.iloc[0].strip())
+    if not m:
+        raise ValueError(f"DESI name {hit.iloc[0]!r} of {uid} is not DESI-RRR.rrrr±DD.dddd")
+    return float(m.group(1) if coord == "ra" else m.group(3))
+
+
 def _card(item: dict) -> str:
     title = html.escape(str(item["uid"]))
     return (f'<figure class="card"><img src="{html.escape(item["thumb"])}" alt="{title}" loading="lazy">'

@@ -156,6 +156,29 @@ def poisson_relative_change_pct(art: D06Artefacts, theta_e: float, threshold: fl
     return float(t.loc[np.isclose(t["theta_e"], theta_e), "relative_change_pct"].iloc[0])
 
 
+def poisson_crossover_theta_e(art: D06Artefacts, side: str = "below", threshold: float = 0.3) -> float:
+    """The θ_E bracket of the Poisson crossover of Table 8 (§4.4: "between θ_E = 1.25 and 1.50"):
+    ``below`` is the largest θ_E at which Poisson noise raises completeness, ``above`` the smallest at which
+    it lowers it. NaN unless Δ > 0 below the crossover and Δ < 0 above it (a single change of sign)."""
+    if side not in ("below", "above"):
+        raise ValueError(f"side must be 'below' or 'above', got {side!r}")
+    t = poisson_theta_e_table(art, threshold).sort_values("theta_e")
+    d = t["delta_pp"].to_numpy()
+    k = int(np.argmax(d <= 0)) if (d <= 0).any() else len(d)
+    if k == 0 or k == len(d) or not ((d[:k] > 0).all() and (d[k:] < 0).all()):
+        return float("nan")
+    return float(t["theta_e"].iloc[k - 1 if side == "below" else k])
+
+
+def poisson_theta_e_n_bins(art: D06Artefacts, effect: str = "lowers", threshold: float = 0.3) -> int:
+    """How many θ_E bins of Table 8 Poisson noise ``lowers`` (Δ < 0) or ``raises`` (Δ > 0) the completeness
+    in (§4.4: the degradation dominates in "7 of 11 bins")."""
+    if effect not in ("lowers", "raises"):
+        raise ValueError(f"effect must be 'lowers' or 'raises', got {effect!r}")
+    d = poisson_theta_e_table(art, threshold)["delta_pp"]
+    return int((d < 0).sum() if effect == "lowers" else (d > 0).sum())
+
+
 def poisson_test(art: D06Artefacts, threshold: float = 0.3) -> dict:
     """Two-proportion z-test: no-Poisson vs Poisson marginal completeness (z, CI of the difference, pp)."""
     a, b = marginal(art, "no_poisson", threshold), marginal(art, "poisson", threshold)
@@ -169,6 +192,13 @@ def poisson_z(art: D06Artefacts, threshold: float = 0.3) -> float:
 
 def poisson_diff_ci_pp(art: D06Artefacts, bound: str = "lo", threshold: float = 0.3) -> float:
     return poisson_test(art, threshold)["ci95_lo_pp" if bound == "lo" else "ci95_hi_pp"]
+
+
+def poisson_p_below(art: D06Artefacts, bound: float, threshold: float = 0.3) -> float:
+    """A printed upper bound on the two-proportion p of :func:`poisson_test` (§4.4: "p < 10^-50"), checked:
+    ``bound`` itself when p < ``bound``, else p (which then disagrees with the printed bound)."""
+    p = float(poisson_test(art, threshold)["p_value"])
+    return float(bound) if p < float(bound) else p
 
 
 def cell_counts(art: D06Artefacts, condition: str = "no_poisson") -> dict:
@@ -185,3 +215,48 @@ def tier_a_gap_pp(art: D06Artefacts) -> float:
     from lenslib.experiments.tier_a import recall_pct
 
     return recall_pct(art, 0.3) - marginal_pct(art, "no_poisson", 0.3)
+
+
+# --- single numbers of §4.2 (the numbers audit's claims) -----------------------------------------------------
+
+def grid_cell_count(art: D06Artefacts, what: str = "n_cells", condition: str = "no_poisson") -> int:
+    """One count of :func:`cell_counts`: ``n_cells`` (385), ``n_nonempty`` (220), ``n_empty`` (165) or
+    ``n_injections`` (110 000)."""
+    c = cell_counts(art, condition)
+    c["n_empty"] = c["n_cells"] - c["n_nonempty"]
+    if what not in c:
+        raise ValueError(f"what must be one of {sorted(c)}, got {what!r}")
+    return int(c[what])
+
+
+def marginal_ci_pct(art: D06Artefacts, bound: str = "lo", condition: str = "no_poisson", threshold: float = 0.3,
+                    method: str = "wilson") -> float:
+    """95 % interval of the marginal completeness, in % (``method`` ``wilson`` or ``jeffreys``)."""
+    if bound not in ("lo", "hi") or method not in ("wilson", "jeffreys"):
+        raise ValueError(f"bound must be 'lo' or 'hi' and method 'wilson' or 'jeffreys', got {bound!r}, {method!r}")
+    return float(marginal(art, condition, threshold)[f"{method}95_{bound}_pct"])
+
+
+def theta_e_peak(art: D06Artefacts, condition: str = "no_poisson", threshold: float = 0.3) -> float:
+    """The θ_E (arcsec) of the largest completeness in :func:`by_theta_e` (the paper: 2.5″)."""
+    t = by_theta_e(art, condition, threshold)
+    return float(t.loc[t["completeness_pct"].idxmax(), "theta_e"])
+
+
+def theta_e_bin_injections(art: D06Artefacts, condition: str = "no_poisson", threshold: float = 0.3) -> float:
+    """The number of injections in every θ_E bin when all bins hold the same number (10 000), else NaN."""
+    n = by_theta_e(art, condition, threshold)["n_injected"].unique()
+    return float(n[0]) if len(n) == 1 else float("nan")
+
+
+def mag_bin_count(art: D06Artefacts, mag_bin: str, column: str = "n_detected", condition: str = "no_poisson",
+                  threshold: float = 0.3, sufficient_only: bool = False) -> int:
+    """``n_detected`` or ``n_injections`` of one magnitude bin (as :func:`mag_bin_pct` aggregates it)."""
+    if column not in ("n_detected", "n_injections"):
+        raise ValueError(f"column must be 'n_detected' or 'n_injections', got {column!r}")
+    return int(by_mag_bin(art, condition, threshold, (mag_bin,), sufficient_only)[column].iloc[0])
+
+
+def fpr_derived_threshold(art: D06Artefacts, fpr: float = 0.001) -> float:
+    """The score threshold derived for the target FPR ``fpr`` (grid meta; the paper's 0.806 and 0.995)."""
+    return art.fpr_threshold(fpr)

@@ -55,3 +55,20 @@ def aggregate_p(art: D06Artefacts, which: str = "20-23") -> float:
 def bonferroni_threshold(art: D06Artefacts, alpha: float = 0.05) -> float:
     """α divided by the number of magnitude bins tested."""
     return alpha / len(paired_table(art))
+
+
+def significant_gain_mag_edge(art: D06Artefacts, edge: str = "lo", alpha: float = 0.05) -> float:
+    """Source-magnitude span of the bins where Poisson noise significantly raises detection (more gained than
+    lost, sign-test p below the Bonferroni threshold α / n_bins): ``lo`` the lower edge of the brightest such
+    bin, ``hi`` the upper edge of the faintest (§4.5: "source mag 21--23 in the bright-arc test"). NaN if no
+    bin qualifies or the qualifying bins are not contiguous."""
+    if edge not in ("lo", "hi"):
+        raise ValueError(f"edge must be 'lo' or 'hi', got {edge!r}")
+    t = paired_table(art)
+    sig = t[(t["gained"] > t["lost"]) & (t["sign_test_p"] < bonferroni_threshold(art, alpha))]
+    if sig.empty:
+        return float("nan")
+    edges = sorted((float(lo), float(hi)) for lo, hi in (b.split("-") for b in sig["mag_bin"]))
+    if any(a[1] != b[0] for a, b in zip(edges, edges[1:], strict=False)):
+        return float("nan")
+    return edges[0][0] if edge == "lo" else edges[-1][1]

@@ -123,6 +123,19 @@ def bootstrap_bound(art: D06Artefacts, bound: str = "lo") -> float:
     return bootstrap(art)["ci95_lo" if bound == "lo" else "ci95_hi"]
 
 
+def single_split_auc(art: D06Artefacts) -> float:
+    """The observed AUC of the permutation test's single 80/20 stratified split (checkpoint ``single_auc``)."""
+    return float(art.probe_checkpoint()["single_auc"])
+
+
+def permutation_auc_stat(art: D06Artefacts, stat: str = "max") -> float:
+    """``max`` or ``mean`` of the 1 000 permuted-label AUCs (checkpoint ``perm_aucs``; paper 0.690 / 0.499)."""
+    perm = np.asarray(art.probe_checkpoint()["perm_aucs"], dtype=float)
+    if stat not in ("max", "mean"):
+        raise ValueError(f"stat must be 'max' or 'mean', got {stat!r}")
+    return float(perm.max() if stat == "max" else perm.mean())
+
+
 def reported(art: D06Artefacts, path: str) -> float:
     """A value read from ``feature_space_results.json`` by a dotted path (``linear_probe.cv_auc_mean``)."""
     node = art.probe_results()

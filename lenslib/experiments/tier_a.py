@@ -89,8 +89,33 @@ def n_missed(art: D06Artefacts, threshold: float = 0.3) -> int:
     return int((tier_a_scores(art)["score"] < threshold).sum())
 
 
+def missed_pct(art: D06Artefacts, threshold: float = 0.3) -> float:
+    """Tier-A lenses missed at ``threshold``, in % of the scored ones (the paper's 12/112 = 10.7 per cent)."""
+    n = int(art.tier_a_scoring()["recall_by_tier"]["tier_A"]["n_valid"])
+    return 100.0 * (n - n_detected(art, threshold)) / n
+
+
 def missed_wilson_pct(art: D06Artefacts, bound: str = "lo", threshold: float = 0.3) -> float:
     """Wilson 95 % interval of the missed fraction, in %."""
     n = int(art.tier_a_scoring()["recall_by_tier"]["tier_A"]["n_valid"])
     lo, hi = wilson_interval(n - n_detected(art, threshold), n)
     return 100.0 * (lo if bound == "lo" else hi)
+
+
+def recall_ci_width_pp(art: D06Artefacts, threshold: float = 0.3, method: str = "jeffreys") -> float:
+    """Width (pp) of the 95 % interval of the Tier-A recall at ``threshold`` (§5.4: "spanning approximately
+    11 percentage points"); ``method`` ``jeffreys`` (the intervals Table 2 prints, labelled Wilson there:
+    PAPER_SPEC §I.1) or ``wilson``."""
+    if method not in ("jeffreys", "wilson"):
+        raise ValueError(f"method must be 'jeffreys' or 'wilson', got {method!r}")
+    t = recall_table(art)
+    row = t.loc[(t["threshold"] - threshold).abs() < 1e-9].iloc[0]
+    lo, hi = ("ci95_lo_pct", "ci95_hi_pct") if method == "jeffreys" else ("wilson_lo_pct", "wilson_hi_pct")
+    return float(row[hi] - row[lo])
+
+
+def n_scored_over(art: D06Artefacts, bound: int) -> float:
+    """A printed lower bound on the number of scored Tier-A lenses (§6: "over 100"): ``bound`` itself when
+    more than ``bound`` lenses were scored, else the number scored (which then disagrees with the bound)."""
+    n = int(art.tier_a_scoring()["recall_by_tier"]["tier_A"]["n_valid"])
+    return float(bound) if n > int(bound) else float(n)

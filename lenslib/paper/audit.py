@@ -131,7 +131,13 @@ def load_map(path: Path) -> AuditMap:
             if not isinstance(items, list):
                 raise AuditMapError(f"{f}: line {ln}: expected a list of items")
             raw_lines[ln] = (f, items)
-        extra_claims += data.get("claims") or []
+        for c in data.get("claims") or []:
+            cid = c.get("id") if isinstance(c, dict) else None
+            prev = next((p for p in extra_claims if isinstance(p, dict) and p.get("id") == cid), None)
+            if prev is None:
+                extra_claims.append(c)
+            elif prev != c:
+                raise AuditMapError(f"{f}: claim {cid!r} is defined twice in the map, differently")
     lines: dict[int, list[dict]] = {}
     for ln, (f, items) in sorted(raw_lines.items()):
         parsed = [_parse_item(it, f"{f}: line {ln}") for it in items]
@@ -164,6 +170,8 @@ def registry(claims_path: Path, amap: AuditMap) -> dict[str, dict]:
                 raise AuditMapError(f"{amap.path}: claims: {str(exc).replace(str(p), 'map')}") from None
     out: dict[str, dict] = {}
     for c in [*base, *extra]:
+        if c["id"] in out and out[c["id"]] == c:  # the same claim in two map files
+            continue
         if c["id"] in out:
             raise AuditMapError(f"claim {c['id']!r} is defined twice (registry {claims_path} and {amap.path})")
         out[c["id"]] = c
@@ -307,15 +315,19 @@ def _check_result(n: TypedNumber, it: dict, registry: dict, art: D06Artefacts,
     tol = claim.pop("_tol")
     if it["disc"]:
         claim["known_discrepancy"] = amap.discrepancies[it["disc"]].get("text", it["disc"])
+    elif claim.get("known_discrepancy"):  # documented on the claim itself: the item names the claim
+        it["disc"] = f"claim:{claim['id']}"
     claim["decimals"] = 0  # precision is handled here (tol); evaluate() needs one of decimals/sig
     res = C.evaluate(claim, art)
     if res.computed is None:
         return res.status, None, res.detail
     value = res.computed * it["scale"]
     ok = _close(value, n.value, tol * abs(it["scale"]))
-    status = "agrees" if ok else ("known_discrepancy" if it["disc"] else "disagrees")
+    status = "agrees" if ok else ("known_discrepancy" if claim.get("known_discrepancy") else "disagrees")
     detail = (f"{claim['compute']}({claim.get('args') or ''}) = {value:.6g}, printed {n.text} "
               f"(±{tol * abs(it['scale']):.2g})")
+    if status == "known_discrepancy":
+        detail += f". Known discrepancy: {claim['known_discrepancy']}"
     if it["cls"] == "claim":
         reg = registry[it["target"]]
         if not _close(float(reg["paper"]) * it["scale"], n.value, tol * abs(it["scale"]) + C.half_unit(reg)):
@@ -360,6 +372,7 @@ def audit(tex: Path, amap: AuditMap, art: D06Artefacts, registry_path: Path, roo
                     status = "known_discrepancy"
             else:
                 status, value, detail = _check_result(n, it, registry_, art, amap)
+                disc = it["disc"]
             out.append(AuditItem(n.line, n.index, n.text, n.where, n.context, it["cls"], it["target"], status,
                                  n.value, value, detail, disc))
     stale = sorted(set(amap.lines) - set(by_line))
@@ -376,14 +389,49 @@ def summary(items: list[AuditItem]) -> dict[str, Any]:
             "by_class": dict(by_class), "ok": not any(counts.get(s, 0) for s in FAILING)}
 
 
-def discrepancy_table(items: list[AuditItem], amap: AuditMap) -> list[dict]:
-    """The documented discrepancies (PAPER_SPEC §I) with the audited numbers that check each."""
+def _setting(check: dict, art: D06Artefacts, root: Path, configs: Path | None) -> Any:
+    if "artefact" in check:  # a value recorded in a D06 JSON artefact: "key.json:dotted.path"
+        key, _, path = str(check["artefact"]).partition(":")
+        return _walk(art.json(key, "a discrepancy check"), path, f"artefact {key}")
+    return constant_value(check, root, check.get("what", ""), configs)
+
+
+def check_setting(check: dict, art: D06Artefacts, root: Path, configs: Path | None) -> dict:
+    """One recorded setting compared with what a discrepancy says it is (``expect``: equal; ``contains``: a
+    substring of a text)."""
+    try:
+        value = _setting(check, art, root, configs)
+    except (LenslibError, LookupError, TypeError, ValueError) as exc:
+        return {"what": check.get("what", ""), "value": None, "holds": False, "detail": str(exc)}
+    if "contains" in check:
+        holds = str(check["contains"]) in str(value)
+    else:
+        expect = check.get("expect")
+        holds = (list(value) == list(expect)) if isinstance(value, (list, tuple)) else value == expect
+    return {"what": check.get("what", ""), "value": value, "holds": bool(holds), "detail": ""}
+
+
+def discrepancy_table(items: list[AuditItem], amap: AuditMap, art: D06Artefacts | None = None,
+                      root: Path | None = None, configs: Path | None = None) -> list[dict]:
+    """The documented discrepancies (PAPER_SPEC §I), each with the audited numbers tagged with it and the
+    recorded settings (``checks:``) that show it in the code, the configs or the artefacts."""
     rows = []
-    for key, d in amap.discrepancies.items():
+    documented = dict(amap.discrepancies)
+    for i in items:  # discrepancies documented on a claim of the registry (known_discrepancy: ...)
+        if i.discrepancy.startswith("claim:") and i.discrepancy not in documented:
+            documented[i.discrepancy] = {"text": i.detail.split("Known discrepancy: ")[-1]}
+    for key, d in documented.items():
         checked = [i for i in items if i.discrepancy == key]
         statuses = Counter(i.status for i in checked)
-        rows.append({"key": key, "text": d.get("text", ""), "checked_by": len(checked),
-                     "status": ", ".join(f"{v} {k}" for k, v in statuses.items()) if checked
-                     else d.get("status", "documented; no typed number to compare"),
-                     "lines": ", ".join(str(i.line) for i in checked)})
+        settings = [check_setting(c, art, root or Path("."), configs) for c in d.get("checks") or []] \
+            if art is not None else []
+        parts = [f"{v} {k}" for k, v in statuses.items()]
+        if settings:
+            held = sum(c["holds"] for c in settings)
+            parts.append(f"{held}/{len(settings)} recorded settings confirm it")
+        rows.append({"key": key, "text": d.get("text", ""), "numbers": len(checked),
+                     "status": "; ".join(parts) or "documented; no typed number or recorded setting to compare",
+                     "lines": ", ".join(str(i.line) for i in checked),
+                     "settings": settings,
+                     "confirmed": bool(settings) and all(c["holds"] for c in settings)})
     return rows

@@ -44,11 +44,12 @@ def run_audit(params: dict[str, Any], tex: str | None = None, out: Path | None =
     src = tex_source(params, tex)
     amap = A.load_map(resolve_path(params["paper_numbers"]))
     configs = resolve_path(params["paper_configs"]) if params.get("paper_configs") else None
-    items = A.audit(src, amap, artefacts_for(params), resolve_path(params["claims_file"]), resolve_path("."),
-                    configs)
+    art = artefacts_for(params)
+    items = A.audit(src, amap, art, resolve_path(params["claims_file"]), resolve_path("."), configs)
     report = {"profile": params["profile"], "tex": str(src), "map": str(amap.path),
               "synthetic": bool(params.get("synthetic_world")), "summary": A.summary(items),
-              "reasons": amap.reasons, "discrepancies": A.discrepancy_table(items, amap),
+              "reasons": amap.reasons,
+              "discrepancies": A.discrepancy_table(items, amap, art, resolve_path("."), configs),
               "items": [i.as_dict() for i in items]}
     out = out or resolve_path(params["output_dir"]) / "paper" / "numbers_audit.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -46,3 +46,14 @@ def pdf_cards_html(names: list[str], base: str, thumbs: bool = True) -> str:
 
 def built_pdfs(paper_dir: Path) -> list[str]:
     return [n for n in PDF_TITLES if (paper_dir / f"{n}.pdf").exists()]
+
+
+def discrepancy_frame(report: dict[str, Any]) -> pd.DataFrame:
+    """The documented discrepancies: what each says, the audited numbers and recorded settings that check it."""
+    rows = []
+    for d in report["discrepancies"]:
+        settings = "; ".join(f"{c['what']} = {c['value']!r} ({'holds' if c['holds'] else 'does not hold'})"
+                             for c in d.get("settings", []))
+        rows.append({"key": d["key"], "discrepancy": d["text"], "status": d["status"],
+                     "source lines": d["lines"], "recorded settings": settings})
+    return pd.DataFrame(rows)

@@ -77,31 +77,43 @@ def test_the_audit_classifies_every_number_of_the_authors_source(paper_src, d06,
     assert s["agrees"] > 300 and s["constant_agrees"] > 50
     for i in report["items"]:
         if i["status"] == "known_discrepancy":
-            assert i["discrepancy"] in {d["key"] for d in report["discrepancies"]}
+            assert i["discrepancy"] in {d["key"] for d in report["discrepancies"]}, i
         if i["cls"] == "not":
             assert i["target"] in report["reasons"]
     assert {d["key"] for d in report["discrepancies"]} >= {f"i{k:02d}" for k in range(1, 21)}
 
 
 def test_a_new_or_changed_number_in_the_source_is_caught(paper_src, d06, tmp_path):
+    """A number typed differently, or added, is unclassified until the map says what it is; a number mapped
+    to the wrong result disagrees."""
     from lenslib.data.storage import open_store
     from lenslib.experiments.artefacts import D06Artefacts
 
     lines = paper_src.read_text().splitlines()
-    ln = next(i for i, t in enumerate(lines, 1) if "89.3$~per cent recall on 112" in t)
+    ln = next(i for i, t in enumerate(lines, 1) if "$89.3$~per cent recall on 112" in t)
     typo = lines.copy()
     typo[ln - 1] = typo[ln - 1].replace("$89.3$~per cent recall", "$88.3$~per cent recall", 1)
     added = lines.copy()
     added[ln - 1] += " We also find 42.7 per cent."
-    amap = A.load_map(REPO / "params" / "paper_numbers")
     art = D06Artefacts(open_store(str(d06)))
-    for variant, expect in ((typo, {"error", "disagrees"}), (added, {"unclassified"})):
+    configs = REPO.parent / "shared" / "data" / "configs"
+
+    def flagged(src_lines, map_dir):
         src = tmp_path / TEX_NAME
-        src.write_text("\n".join(variant) + "\n")
-        items = A.audit(src, amap, art, REPO / "params" / "claims.yaml", REPO, REPO.parent / "shared/data/configs")
-        flagged = {i.status for i in items if i.line == ln} & set(A.FAILING)
-        assert flagged & expect, (flagged, expect)
-        assert not A.summary(items)["ok"]
+        src.write_text("\n".join(src_lines) + "\n")
+        items = A.audit(src, A.load_map(map_dir), art, REPO / "params" / "claims.yaml", REPO, configs)
+        return {i.status for i in items if i.line == ln} & set(A.FAILING), A.summary(items)["ok"]
+
+    for variant in (typo, added):
+        assert flagged(variant, REPO / "params" / "paper_numbers") == ({"unclassified"}, False)
+    wrong = tmp_path / "map"  # 89.3 (the recall at p > 0.3) mapped to the recall at p > 0.5 (83.9)
+    shutil.copytree(REPO / "params" / "paper_numbers", wrong)
+    f = next(p for p in wrong.glob("*.yaml") if f'\n  {ln}: ' in p.read_text() or f'\n  {ln}:\n' in p.read_text())
+    text = f.read_text()
+    block = text[text.index(f"  {ln}:"):]
+    fixed = block.replace('"89.3 claim:tier_a_recall_p03_pct"', '"89.3 cell:tier_a_recall/0.5/recall_pct"', 1)
+    f.write_text(text.replace(block, fixed))
+    assert flagged(lines, wrong) == ({"disagrees"}, False)
 
 
 def test_a_malformed_map_names_its_file_and_line(tmp_path):
