@@ -89,3 +89,23 @@ def recall_over_rate(art: D06Artefacts, stat: str = "max", variant: str = "basel
     from lenslib.experiments.tier_a import recall_pct
 
     return recall_pct(art, threshold) / rate_range_pct(art, variant, mag_lo, mag_hi, stat)
+
+
+def peak_bin_edge(art: D06Artefacts, variant: str = "baseline", edge: str = "lo") -> float:
+    """Lower (``edge="lo"``) or upper (``"hi"``) source-magnitude edge of the bin where a variant's detection
+    rate peaks (§4.5: "the baseline detection rate peaks at source mag 20-21"; the first bin on ties)."""
+    if edge not in ("lo", "hi"):
+        raise ValueError(f"edge must be 'lo' or 'hi', got {edge!r}")
+    t = rates(art, variant)
+    lo, hi = (float(x) for x in t.loc[t["rate_pct"].idxmax(), "mag_bin"].split("-"))
+    return lo if edge == "lo" else hi
+
+
+def median_score(art: D06Artefacts, variant: str, mag_bin: str) -> float:
+    """Median CNN score of a variant's injections in one source-magnitude bin (``median_score`` of
+    ``bright_arc_results.json``; §4.5: "from 0.085 to 0.161" at 21-22, baseline to Poisson)."""
+    t = rates(art, variant)
+    hit = t.loc[t["mag_bin"] == mag_bin, "median_score"]
+    if hit.empty:
+        raise ValueError(f"no bright-arc bin {mag_bin!r} in {variant}")
+    return float(hit.iloc[0])

@@ -87,6 +87,76 @@ def missed_desi_name_coord(art: D06Artefacts, uid: str, coord: str = "ra") -> fl
     return float(m.group(1) if coord == "ra" else m.group(3))
 
 
+def fig5_picks(art: D06Artefacts, real_uids: list[str] = FINAL_REAL_PICKS,
+               inj_uids: list[str] = FINAL_INJ_PICKS) -> pd.DataFrame:
+    """The final-paper Figure 5 picks (8 real, 8 injections; PAPER_SPEC §E.6) with section, score, r_mag, the
+    gallery's θ_E label and, for injections, ``theta_e_cell``: the θ_E of the grid cell the injection comes
+    from (cells are 1-based, 35 (PSF, depth) cells per θ_E, so cell c has THETA_E[(c − 1) // 35]; the gallery
+    labels the first cell of each block with the next θ_E, discrepancy i12)."""
+    from lenslib.experiments.compute.grid import DEPTH_5SIG, PSF_FWHM, THETA_E
+
+    df = items(art).set_index("uid")
+    missing = [u for u in [*real_uids, *inj_uids] if u not in df.index]
+    if missing:
+        raise ValueError(f"Figure 5 picks not in the gallery: {', '.join(missing)}")
+    t = df.loc[[*real_uids, *inj_uids], ["section", "score", "r_mag", "theta_e_label", "cell_idx"]].copy()
+    per_te = len(PSF_FWHM) * len(DEPTH_5SIG)
+    t["theta_e_cell"] = [THETA_E[(int(c) - 1) // per_te] if pd.notna(c) else np.nan for c in t["cell_idx"]]
+    return t.reset_index()
+
+
+def fig5_pick_stat(art: D06Artefacts, column: str = "score", stat: str = "max", section: str = "real",
+                   theta_e: float | None = None, by_label: bool = False, score_above: float | None = None,
+                   score_below: float | None = None) -> float:
+    """``stat`` (min, max, median or count) of ``column`` over the Figure 5 picks of ``section`` (real /
+    injection), optionally only those of θ_E ``theta_e`` (of their grid cell, or of the gallery label with
+    ``by_label``) and with score_above < p < score_below (the caption's "r = 16.3-21.1", "p ≈ 0.47-0.49",
+    "θ_E = 0.75 (3 examples)", "p = 0.69")."""
+    if stat not in ("min", "max", "median", "count"):
+        raise ValueError(f"stat must be min, max, median or count, got {stat!r}")
+    t = fig5_picks(art)
+    t = t[t["section"] == section]
+    if theta_e is not None:
+        t = t[(t["theta_e_label" if by_label else "theta_e_cell"] - float(theta_e)).abs() < 1e-9]
+    if score_above is not None:
+        t = t[t["score"] > float(score_above)]
+    if score_below is not None:
+        t = t[t["score"] < float(score_below)]
+    if stat == "count":
+        return float(len(t))
+    if t.empty:
+        raise ValueError(f"no Figure 5 {section} pick matches")
+    return float(getattr(t[column], stat)())
+
+
+def fig5_pick_at(art: D06Artefacts, column: str = "theta_e_cell", section: str = "injection", by: str = "score",
+                 rank: int = 0, ascending: bool = False) -> float:
+    """``column`` of the Figure 5 pick of ``section`` at position ``rank`` (0-based) when sorted by ``by``
+    (default: highest score first; the caption's "one extended injection at θ_E = 2.50 is detected")."""
+    t = fig5_picks(art)
+    t = t[t["section"] == section].sort_values(by, ascending=ascending, kind="mergesort")
+    if not 0 <= int(rank) < len(t):
+        raise ValueError(f"rank {rank} outside the {len(t)} Figure 5 {section} picks")
+    return float(t[column].iloc[int(rank)])
+
+
+def fig5_score_bound(art: D06Artefacts, section: str = "real", n: int = 4, bound: float = 0.9,
+                     which: str = "top") -> float:
+    """A printed score bound of the Figure 5 caption: ``bound`` itself when the ``n`` highest-scoring picks
+    of ``section`` all have p > bound (``which="top"``: "four are high-confidence detections (p > 0.9)") or the
+    ``n`` lowest all have p < bound (``"bottom"``: "seven of eight are rejected (p < 0.05)"), else the score
+    that breaks it (which then disagrees with the printed bound)."""
+    if which not in ("top", "bottom"):
+        raise ValueError(f"which must be 'top' or 'bottom', got {which!r}")
+    t = fig5_picks(art)
+    s = t.loc[t["section"] == section, "score"].sort_values(ascending=(which == "bottom")).iloc[: int(n)]
+    if len(s) < int(n):
+        raise ValueError(f"only {len(s)} Figure 5 {section} picks")
+    worst = float(s.min() if which == "top" else s.max())
+    ok = worst > float(bound) if which == "top" else worst < float(bound)
+    return float(bound) if ok else worst
+
+
 def _card(item: dict) -> str:
     title = html.escape(str(item["uid"]))
     return (f'<figure class="card"><img src="{html.escape(item["thumb"])}" alt="{title}" loading="lazy">'
