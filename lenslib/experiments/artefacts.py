@@ -47,6 +47,11 @@ GRID_COLUMNS = [
 ]
 
 
+class NotInTheseArtefacts(LenslibError, LookupError):
+    """A claim names an object (a lens, a figure pick) of the authors' run that another run does not have:
+    the claim cannot be recomputed on these artefacts (it is not an error of the artefacts or of the code)."""
+
+
 class ArtefactFormatError(LenslibError, ValueError):
     """An artefact exists but does not have the documented layout."""
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lenslib.experiments.artefacts import D06Artefacts
+from lenslib.experiments.artefacts import D06Artefacts, NotInTheseArtefacts
 
 # The final paper's hand-picked Figure 5 examples (PAPER_SPEC §E.6).
 FINAL_REAL_PICKS = ["REAL_070", "REAL_075", "REAL_051", "REAL_017", "REAL_086", "REAL_063", "REAL_040", "REAL_107"]
@@ -57,7 +57,7 @@ def missed_ranked(art: D06Artefacts, column: str, by: str | None = None, rank: i
     descending), the second-lowest (``rank`` 1), the r of the highest-z_lens system (column r_mag, by zlens)."""
     t = missed_table(art, threshold).sort_values(by or column, ascending=ascending, kind="mergesort")
     if not 0 <= int(rank) < len(t):
-        raise ValueError(f"rank {rank} outside the {len(t)} missed lenses")
+        raise NotInTheseArtefacts(f"rank {rank} outside the {len(t)} missed lenses")
     return float(t[column].iloc[int(rank)])
 
 
@@ -80,7 +80,7 @@ def missed_desi_name_coord(art: D06Artefacts, uid: str, coord: str = "ra") -> fl
     t = missed_table(art)
     hit = t.loc[t["uid"] == uid, "desi_name"]
     if hit.empty or not isinstance(hit.iloc[0], str):
-        raise ValueError(f"no missed Tier-A lens {uid!r} with a DESI name")
+        raise NotInTheseArtefacts(f"no missed Tier-A lens {uid!r} with a DESI name")
     m = re.fullmatch(r"DESI-(\d+\.\d+)([+-])(\d+\.\d+)", hit.iloc[0].strip())
     if not m:
         raise ValueError(f"DESI name {hit.iloc[0]!r} of {uid} is not DESI-RRR.rrrr±DD.dddd")
@@ -98,7 +98,7 @@ def fig5_picks(art: D06Artefacts, real_uids: list[str] = FINAL_REAL_PICKS,
     df = items(art).set_index("uid")
     missing = [u for u in [*real_uids, *inj_uids] if u not in df.index]
     if missing:
-        raise ValueError(f"Figure 5 picks not in the gallery: {', '.join(missing)}")
+        raise NotInTheseArtefacts(f"Figure 5 picks not in the gallery: {', '.join(missing)}")
     t = df.loc[[*real_uids, *inj_uids], ["section", "score", "r_mag", "theta_e_label", "cell_idx"]].copy()
     per_te = len(PSF_FWHM) * len(DEPTH_5SIG)
     t["theta_e_cell"] = [THETA_E[(int(c) - 1) // per_te] if pd.notna(c) else np.nan for c in t["cell_idx"]]
@@ -125,7 +125,7 @@ def fig5_pick_stat(art: D06Artefacts, column: str = "score", stat: str = "max", 
     if stat == "count":
         return float(len(t))
     if t.empty:
-        raise ValueError(f"no Figure 5 {section} pick matches")
+        raise NotInTheseArtefacts(f"no Figure 5 {section} pick matches")
     return float(getattr(t[column], stat)())
 
 
@@ -136,7 +136,7 @@ def fig5_pick_at(art: D06Artefacts, column: str = "theta_e_cell", section: str =
     t = fig5_picks(art)
     t = t[t["section"] == section].sort_values(by, ascending=ascending, kind="mergesort")
     if not 0 <= int(rank) < len(t):
-        raise ValueError(f"rank {rank} outside the {len(t)} Figure 5 {section} picks")
+        raise NotInTheseArtefacts(f"rank {rank} outside the {len(t)} Figure 5 {section} picks")
     return float(t[column].iloc[int(rank)])
 
 
@@ -151,7 +151,7 @@ def fig5_score_bound(art: D06Artefacts, section: str = "real", n: int = 4, bound
     t = fig5_picks(art)
     s = t.loc[t["section"] == section, "score"].sort_values(ascending=(which == "bottom")).iloc[: int(n)]
     if len(s) < int(n):
-        raise ValueError(f"only {len(s)} Figure 5 {section} picks")
+        raise NotInTheseArtefacts(f"only {len(s)} Figure 5 {section} picks")
     worst = float(s.min() if which == "top" else s.max())
     ok = worst > float(bound) if which == "top" else worst < float(bound)
     return float(bound) if ok else worst

@@ -24,7 +24,7 @@ from typing import Any
 
 from lenslib import LenslibError, ParamError
 from lenslib._util import read_yaml_mapping
-from lenslib.experiments.artefacts import D06Artefacts
+from lenslib.experiments.artefacts import D06Artefacts, NotInTheseArtefacts
 
 STATUSES = ("agrees", "known_discrepancy", "disagrees", "not_recomputable", "error")
 _FIELDS = {"id", "text", "paper", "unit", "decimals", "sig", "compute", "args", "kind", "source",
@@ -117,6 +117,8 @@ def evaluate(claim: dict, art: D06Artefacts) -> ClaimResult:
         return ClaimResult(**base, computed=None, status="not_recomputable", detail=claim["not_recomputable"])
     try:
         value = float(resolve(claim["compute"])(art, **(claim.get("args") or {})))
+    except NotInTheseArtefacts as exc:  # an object of the authors' run that this run does not have
+        return ClaimResult(**base, computed=None, status="not_recomputable", detail=f"on these artefacts: {exc}")
     except LenslibError as exc:
         return ClaimResult(**base, computed=None, status="error", detail=str(exc))
     except (LookupError, ValueError, ArithmeticError) as exc:  # the artefacts lack what the claim needs
