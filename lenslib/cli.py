@@ -102,14 +102,13 @@ def _tools(args) -> int:
 
 
 def _claims(args, params) -> int:
-    from lenslib.experiments.artefacts import D06Artefacts
+    from lenslib.paper.run import artefacts_for
     from lenslib.repro import claims
-    from lenslib.repro.params import open_param_store, resolve_path
+    from lenslib.repro.params import resolve_path
 
     if params["results_uri"] is None:  # a recompute profile: the artefacts it wrote
         params = {**params, "results_uri": str(resolve_path(params["output_dir"]) / "results")}
-    store = open_param_store(params, "results_uri")
-    results = claims.evaluate_all(resolve_path(args.claims or params["claims_file"]), D06Artefacts(store))
+    results = claims.evaluate_all(resolve_path(args.claims or params["claims_file"]), artefacts_for(params))
     summary = claims.summary(results)
     json.dump({"results_uri": params["results_uri"], "summary": summary,
                "claims": [r.as_dict() for r in results]}, sys.stdout, indent=1)
@@ -154,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "audit":
             return _audit(args, params)
         if args.command == "paper":
-            from lenslib.paper.latex import TexMissing, tex_available
+            from lenslib.paper.latex import INSTALL_HINT, TexMissing, tex_available
             from lenslib.paper.run import build_paper
 
             if not tex_available():
-                raise TexMissing(__import__("lenslib.paper.latex", fromlist=["x"]).INSTALL_HINT)
+                raise TexMissing(INSTALL_HINT)
             status = build_paper(params, tex=args.tex)
             print(json.dumps(status, indent=1))
             return 0

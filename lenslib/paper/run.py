@@ -36,7 +36,8 @@ def tex_source(params: dict[str, Any], tex: str | None = None) -> Path:
     return path
 
 
-def run_audit(params: dict[str, Any], tex: str | None = None, out: Path | None = None) -> dict[str, Any]:
+def run_audit(params: dict[str, Any], tex: str | None = None, out: Path | None = None,
+              art=None) -> dict[str, Any]:
     """Audit every number of the profile's LaTeX source against its artefacts; writes
     ``<output_dir>/paper/numbers_audit.json`` (or ``out``) and returns what it wrote."""
     from lenslib.repro.params import resolve_path
@@ -44,7 +45,7 @@ def run_audit(params: dict[str, Any], tex: str | None = None, out: Path | None =
     src = tex_source(params, tex)
     amap = A.load_map(resolve_path(params["paper_numbers"]))
     configs = resolve_path(params["paper_configs"]) if params.get("paper_configs") else None
-    art = artefacts_for(params)
+    art = art if art is not None else artefacts_for(params)
     items = A.audit(src, amap, art, resolve_path(params["claims_file"]), resolve_path("."), configs)
     report = {"profile": params["profile"], "tex": str(src), "map": str(amap.path),
               "synthetic": bool(params.get("synthetic_world")), "summary": A.summary(items),
@@ -126,9 +127,9 @@ def build_paper(params: dict[str, Any], tex: str | None = None, log=print) -> di
     claims_summary = C.summary(results)
     G.write_if_changed(out_dir / "numbers.tex", G.numbers_tex(results, params["profile"]))
     status: dict[str, Any] = {"numbers_tex": str(out_dir / "numbers.tex"), "pdfs": {}, "not_built": {}}
-    audit_summary = None
+    audit_summary, failed = None, {}
     if tex or params.get("paper_tex"):
-        report = run_audit(params, tex=tex, out=out_dir / "numbers_audit.json")
+        report = run_audit(params, tex=tex, out=out_dir / "numbers_audit.json", art=art)  # one read of each file
         audit_summary = report["summary"]
         status["audit"] = {"path": report["path"], **audit_summary}
     else:
@@ -149,7 +150,7 @@ def build_paper(params: dict[str, Any], tex: str | None = None, log=print) -> di
             try:
                 res = job()
             except LatexError as exc:  # one PDF failing keeps the other and everything the run wrote
-                status["not_built"][name] = str(exc)
+                status["not_built"][name] = failed[name] = str(exc)
                 log(f"paper: {name}.pdf not built: {exc}")
                 continue
             pdf = res if isinstance(res, Path) else res.pdf
@@ -163,7 +164,6 @@ def build_paper(params: dict[str, Any], tex: str | None = None, log=print) -> di
             status["pdfs"][name] = entry
             log(f"paper: {out_dir / f'{name}.pdf'}")
     (out_dir / "paper_build.json").write_text(json.dumps(status, indent=1))
-    if status["not_built"].get("pdfs") is None and any(k != "audit" for k in status["not_built"]):
-        failed = {k: v for k, v in status["not_built"].items() if k != "audit"}
+    if failed:
         raise PaperError("; ".join(f"{k}: {v}" for k, v in failed.items()))
     return status

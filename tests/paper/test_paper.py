@@ -163,7 +163,7 @@ def test_the_authors_paper_is_rebuilt_with_this_runs_figures(tex_ok, paper_src, 
 
 def test_paper_step_builds_the_report_with_the_recomputed_values(tex_ok, d06, tmp_path):
     from lenslib.paper.generated import fmt
-    from lenslib.paper.run import build_paper
+    from lenslib.paper.run import artefacts_for, build_paper
     from lenslib.repro import claims as C
 
     params = published(tmp_path / "out", d06)
@@ -175,8 +175,7 @@ def test_paper_step_builds_the_report_with_the_recomputed_values(tex_ok, d06, tm
         assert (paper / f"{name}.pdf").read_bytes()[:4] == b"%PDF" and (paper / f"{name}_p1.png").exists()
     text = subprocess.run(["pdftotext", "-layout", str(paper / "reproduction_report.pdf"), "-"],
                           capture_output=True, text=True, check=True).stdout
-    results = {r.id: r for r in C.evaluate_all(REPO / "params" / "claims.yaml",
-                                                __import__("lenslib.paper.run", fromlist=["x"]).artefacts_for(params))}
+    results = {r.id: r for r in C.evaluate_all(REPO / "params" / "claims.yaml", artefacts_for(params))}
     for cid in ("tier_a_recall_p03_pct", "grid_p03_no_poisson_pct", "grid_p03_poisson_detected", "probe_auc_mean"):
         r = results[cid]
         assert fmt(r.computed, r.precision) in text, cid
