@@ -101,3 +101,17 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def shown_path(value: Any, root: Path = REPO_ROOT) -> Any:
+    """``value`` as a page may show it: an absolute path under ``root`` becomes relative, any other absolute path
+    is reduced to ``…/<name>``; anything else is returned as is (lists element-wise)."""
+    if isinstance(value, list):
+        return [shown_path(v, root) for v in value]
+    if not isinstance(value, str) or not os.path.isabs(value):
+        return value
+    p = Path(value)
+    try:
+        return p.resolve().relative_to(Path(root).resolve()).as_posix() or "."
+    except ValueError:
+        return f"…/{p.name}"

@@ -43,8 +43,11 @@ def sign_test(gained: int, lost: int) -> float:
 def mcnemar_test(gained: int, lost: int) -> dict[str, float]:
     """McNemar's test on the discordant pairs: χ² with continuity correction, and exact.
 
-    Only the off-diagonal cells matter, so the concordant cells are set to 0.
+    Only the off-diagonal cells matter, so the concordant cells are set to 0. Without discordant pairs there is no
+    evidence either way: χ² = 0 and both p = 1 (statsmodels would divide 0 by 0 and return p = 0).
     """
+    if gained + lost == 0:
+        return {"chi2": 0.0, "p_chi2": 1.0, "p_exact": 1.0}
     table = np.array([[0, gained], [lost, 0]])
     chi2 = _mcnemar(table, exact=False, correction=True)
     exact = _mcnemar(table, exact=True)

@@ -36,3 +36,9 @@ def test_two_proportion_test():
     r = stats.two_proportion_test(5697, 110000, 4174, 110000)
     assert r["z"] == pytest.approx(15.7, abs=0.05)
     assert (round(100 * r["ci95_lo"], 2), round(100 * r["ci95_hi"], 2)) == (1.21, 1.56)
+
+
+def test_mcnemar_without_discordant_pairs_is_no_evidence(recwarn):
+    r = stats.mcnemar_test(0, 0)
+    assert r == {"chi2": 0.0, "p_chi2": 1.0, "p_exact": 1.0}
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -149,7 +149,7 @@ def load_cutouts(paths: list[str], *, store=None, root: str | Path | None = None
     recorded there as ``{index: message}``, its image is all NaN, and the others still load."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tqdm.auto import tqdm
+    from lenslib._tqdm import tqdm
 
     def one(k: int) -> np.ndarray:
         try:

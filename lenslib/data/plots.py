@@ -12,8 +12,9 @@ from lenslib.survey import rgb
 
 def sky_split_figure(df: pd.DataFrame) -> plt.Figure:
     """Positives (columns ra, dec, split, tier) on a Mollweide map, coloured by split; Tier A larger."""
-    fig = plt.figure(figsize=(9, 4.6))
+    fig = plt.figure(figsize=(9, 5.2), layout="constrained")
     ax = fig.add_subplot(111, projection="mollweide")
+    splits = [s for s in ("train", "val", "test") if (df["split"] == s).any()]
     for split, color in (("train", "C0"), ("val", "C1"), ("test", "C2")):
         for tier, size in (("B", 1), ("A", 6)):
             d = df[(df["split"] == split) & (df["tier"] == tier)]
@@ -21,11 +22,14 @@ def sky_split_figure(df: pd.DataFrame) -> plt.Figure:
                 ra = np.radians(np.where(d["ra"] > 180, d["ra"] - 360, d["ra"]))
                 ax.scatter(ra, np.radians(d["dec"]), s=size, color=color, alpha=0.6, lw=0,
                            label=f"{split}, tier {tier} ({len(d)})")
-    ax.tick_params(labelsize=7)
-    ax.set_xlabel("RA (wrapped at 180°)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.set_xlabel("RA (wrapped at 180°)", fontsize=9)
+    ax.set_ylabel("Dec", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7, markerscale=3, bbox_to_anchor=(1.1, -0.2), ncol=2)
-    ax.set_title("Positives by HEALPix (nside 128, nested) split", fontsize=10)
+    # one legend column per split, below the map (the map has no free corner)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), fontsize=8, markerscale=3, ncol=max(len(splits), 1),
+              frameon=False)
+    ax.set_title("Positives by HEALPix (nside 128, nested) split", fontsize=11, pad=16)
     return fig
 
 

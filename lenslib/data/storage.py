@@ -315,7 +315,7 @@ def sync(store: Store, prefix: str, dest: str | Path, *, workers: int = 8, progr
     Objects already present with the same size (and MD5 = ETag where the ETag is one) are skipped, so
     an interrupted sync resumes where it stopped; files are written via ``.part`` and renamed, so a
     kill never leaves a truncated file under a real name. Downloads run on ``workers`` threads."""
-    from tqdm.auto import tqdm
+    from lenslib._tqdm import tqdm
 
     dest = Path(dest)
     report = SyncReport()

@@ -83,7 +83,8 @@ def missed_desi_name_coord(art: D06Artefacts, uid: str, coord: str = "ra") -> fl
         raise NotInTheseArtefacts(f"no missed Tier-A lens {uid!r} with a DESI name")
     m = re.fullmatch(r"DESI-(\d+\.\d+)([+-])(\d+\.\d+)", hit.iloc[0].strip())
     if not m:
-        raise ValueError(f"DESI name {hit.iloc[0]!r} of {uid} is not DESI-RRR.rrrr±DD.dddd")
+        raise NotInTheseArtefacts(f"the name {hit.iloc[0]!r} of {uid} is not a DESI name (DESI-RRR.rrrr±DD.dddd): "
+                                  "the missed lens of these artefacts is not the authors' lens")
     return float(m.group(1) if coord == "ra" else m.group(3))
 
 
@@ -157,49 +158,88 @@ def fig5_score_bound(art: D06Artefacts, section: str = "real", n: int = 4, bound
     return float(bound) if ok else worst
 
 
-def _card(item: dict) -> str:
+THRESHOLD = 0.3
+
+
+def _population(item: dict) -> str:
+    return "real" if item["section"] == "real" else f"inj-{item['theta_e_label']:g}"
+
+
+def _card(item: dict, prefix: str = "") -> str:
+    """One stamp: name, score, magnitude and (for injections) θ_E; ``data-*`` attributes for the filters."""
     title = html.escape(str(item["uid"]))
-    return (f'<figure class="card"><img src="{html.escape(item["thumb"])}" alt="{title}" loading="lazy">'
-            f'<figcaption><b>{title}</b><br>p = {item["score"]:.4f} &middot; r = {item["r_mag"]:.2f}'
-            '</figcaption></figure>')
+    outcome = "detected" if item["score"] >= THRESHOLD else "missed"
+    te = "" if item["section"] == "real" else f" &middot; θ<sub>E</sub> = {item['theta_e_label']:g}″"
+    return (f'<figure class="lenslib-card" data-pop="{_population(item)}" data-outcome="{outcome}" '
+            f'style="margin:0;border:1px solid #ccc;padding:3px;width:128px;background:#fff">'
+            f'<img src="{html.escape(prefix + item["thumb"])}" alt="{title}" loading="lazy" width="128" height="128" '
+            f'style="display:block;width:128px;height:128px">'
+            f'<figcaption style="font-size:12px;line-height:1.3"><b>{title}</b> <i>({outcome})</i><br>'
+            f'p = {item["score"]:.4f} &middot; r = {item["r_mag"]:.2f}{te}</figcaption></figure>')
 
 
-def write_gallery(art: D06Artefacts, out_dir: Path) -> Path:
-    """Write ``out_dir/index.html`` and ``out_dir/thumbs/*.png``; returns the page path."""
+_FILTER_JS = """<script>
+(function () {
+  function apply() {
+    var pop = document.getElementById('lenslib-pop').value, out = document.getElementById('lenslib-out').value;
+    var shown = 0;
+    document.querySelectorAll('.lenslib-card').forEach(function (c) {
+      var ok = (pop === 'all' || c.dataset.pop === pop) && (out === 'all' || c.dataset.outcome === out);
+      c.style.display = ok ? '' : 'none'; if (ok) { shown += 1; }
+    });
+    document.getElementById('lenslib-count').textContent = shown + ' shown';
+  }
+  document.getElementById('lenslib-pop').addEventListener('change', apply);
+  document.getElementById('lenslib-out').addEventListener('change', apply);
+  apply();
+})();
+</script>"""
+
+
+def gallery_html(art: D06Artefacts, prefix: str = "") -> str:
+    """Every gallery stamp as an HTML fragment, filterable by population and by detected/missed at p = 0.3.
+
+    ``prefix``: the path from the page to the folder that holds ``thumbs/`` (see :func:`write_gallery`)."""
+    df = items(art)
+    pops = [("all", "all populations"), ("real", "real Tier-A lenses")]
+    pops += [(f"inj-{te:g}", f"injections, θ_E = {te:g}″") for te in sorted(df["theta_e_label"].dropna().unique())]
+    options = "".join(f'<option value="{v}">{html.escape(t)}</option>' for v, t in pops)
+    controls = (f'<p><label>Population <select id="lenslib-pop">{options}</select></label> '
+                '<label>Outcome at p = 0.3 <select id="lenslib-out"><option value="all">all</option>'
+                '<option value="detected">detected</option><option value="missed">missed</option></select></label> '
+                '<span id="lenslib-count"></span></p>')
+    cards = "".join(_card(r, prefix) for r in df.to_dict("records"))
+    return (f'<div class="lenslib-gallery">{controls}'
+            f'<div style="display:flex;flex-wrap:wrap;gap:8px">{cards}</div></div>{_FILTER_JS}')
+
+
+def write_gallery(art: D06Artefacts, out_dir: Path, book_href: str = "../index.html") -> Path:
+    """Write ``out_dir/index.html`` (a standalone copy of the gallery, linking back to the book at ``book_href``)
+    and ``out_dir/thumbs/*.png``; returns the page path."""
     out_dir = Path(out_dir)
     (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
     df = items(art)
     thumbs = art.thumbnails(list(df["thumb"]))
     for name, data in thumbs.items():
         (out_dir / name).write_bytes(data)
-    sections = [("(a) Real Tier-A strong lenses", df[df["section"] == "real"])]
-    for te in sorted(df["theta_e_label"].dropna().unique()):
-        sections.append((f"(b) Injections, θ_E = {te:g} arcsec (as labelled in D06)",
-                         df[df["theta_e_label"] == te]))
-    body = "\n".join(
-        f"<h2>{html.escape(t)} <small>({len(s)})</small></h2><div class='grid'>"
-        + "".join(_card(r) for r in s.to_dict("records")) + "</div>"
-        for t, s in sections
-    )
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Gallery: real Tier-A lenses and injections</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa}}
-.grid{{display:flex;flex-wrap:wrap;gap:10px}}\
-.card{{margin:0;background:#fff;border:1px solid #ddd;padding:4px;width:150px}}
-.card img{{width:150px;height:150px;display:block}}figcaption{{font-size:12px}}</style></head><body>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa}}</style></head><body>
+<p><a href="{html.escape(book_href)}">&larr; back to the book</a></p>
 <h1>Gallery: real Tier-A lenses and injections</h1>
-<p>Thumbnails and scores from the published D06 artefacts (gallery_data.json). p is the CNN score,
-r the total r-band magnitude of the cutout. Injections are labelled with the θ_E of the gallery block;
-PAPER_SPEC §E.6 notes that the first cell of each block belongs to the previous θ_E.</p>
-{body}</body></html>"""
+<p>{len(df)} stamps with their CNN score p and total r magnitude; injections carry the θ<sub>E</sub> of their
+gallery block.</p>
+{gallery_html(art)}</body></html>"""
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
 
 
 def comparison_figure(art: D06Artefacts, real_uids: list[str] = FINAL_REAL_PICKS,
-                      inj_uids: list[str] = FINAL_INJ_PICKS) -> tuple[plt.Figure, list[str]]:
-    """Figure 5: real Tier-A lenses (top) and injections (bottom), titled with p and r.
+                      inj_uids: list[str] = FINAL_INJ_PICKS, ncol: int = 4, stamp_in: float = 1.7,
+                      fontsize: float = 9) -> tuple[plt.Figure, list[str]]:
+    """Figure 5: real Tier-A lenses (a) and injections (b) in rows of ``ncol`` stamps of ``stamp_in`` inches,
+    each titled with p and r (and θ_E for injections), each section under its own heading.
 
     Returns the figure and the uids that have no thumbnail in the artefacts (left blank)."""
     df = items(art).set_index("uid")
@@ -207,27 +247,53 @@ def comparison_figure(art: D06Artefacts, real_uids: list[str] = FINAL_REAL_PICKS
     present = [u for u in wanted if u in df.index]
     missing = [u for u in wanted if u not in df.index]
     thumbs = art.thumbnails([df.loc[u, "thumb"] for u in present])
-    ncol = 4
-    nrow_a, nrow_b = -(-len(real_uids) // ncol), -(-len(inj_uids) // ncol)
-    fig, axes = plt.subplots(nrow_a + nrow_b, ncol, figsize=(7, 1.9 * (nrow_a + nrow_b)))
-    axes = np.atleast_2d(axes)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, u in enumerate(wanted):
-        row = i // ncol if i < len(real_uids) else nrow_a + (i - len(real_uids)) // ncol
-        col = i % ncol if i < len(real_uids) else (i - len(real_uids)) % ncol
-        ax = axes[row, col]
+    sections = [(p, lst) for p, lst in (("(a) Real Tier-A strong lenses", list(real_uids)),
+                                        ("(b) Parametric injections (D06 grid, no Poisson)", list(inj_uids))) if lst]
+
+    def label(u: str) -> str:
         if u not in df.index:
-            ax.set_title(f"{u}\n(no thumbnail)", fontsize=7)
-            continue
+            return f"{u}\n(no thumbnail)"
         it = df.loc[u]
-        ax.imshow(mpimg.imread(io.BytesIO(thumbs[it["thumb"]]), format="png"))
-        label = f"p={it['score']:.3g}, r={it['r_mag']:.1f}"
+        text = f"p = {it['score']:.4f}, r = {it['r_mag']:.1f}"
         if it["section"] == "injection":
-            label += f"\nθ_E={it['theta_e_label']:g}″"
-        ax.set_title(label, fontsize=7)
-    axes[0, 0].text(0, 1.35, "(a) Real Tier-A strong lenses", transform=axes[0, 0].transAxes, fontsize=9)
-    axes[nrow_a, 0].text(0, 1.35, "(b) Parametric injections (D06 grid, no Poisson)",
-                         transform=axes[nrow_a, 0].transAxes, fontsize=9)
-    fig.tight_layout()
+            text += f"\n$\\theta_\\mathrm{{E}}$ = {it['theta_e_label']:g}″"
+        return text
+
+    # layout in inches, top to bottom: per section a heading band, then rows of (title band, stamp)
+    line = fontsize * 1.3 / 72
+    margin, gap, heading, pad = 0.04, 0.06, 2.6 * line, 0.07
+    rows = []  # (section heading or None, uids of the row, title lines)
+    for title, lst in sections:
+        for k in range(0, len(lst), ncol):
+            chunk = lst[k:k + ncol]
+            rows.append((title if k == 0 else None, chunk, max(label(u).count("\n") + 1 for u in chunk)))
+    section_gap = 0.15  # between the last stamps of (a) and the heading of (b)
+    height = 2 * margin + sum((heading if h else gap) + n * line + pad + stamp_in for h, _, n in rows)
+    height += section_gap * (len(sections) - 1)
+    width = 2 * margin + ncol * stamp_in + (ncol - 1) * gap
+    fig = plt.figure(figsize=(width, height))
+    y = height - margin
+    for r, (head, chunk, n_lines) in enumerate(rows):
+        if head and r:
+            y -= section_gap
+        if head:
+            fig.text(margin / width, (y - 0.35 * heading) / height, head, ha="left", va="center",
+                     fontsize=fontsize + 2, fontweight="bold")
+            y -= heading
+        else:
+            y -= gap
+        y -= n_lines * line + pad + stamp_in
+        for c, u in enumerate(chunk):
+            ax = fig.add_axes(((margin + c * (stamp_in + gap)) / width, y / height, stamp_in / width,
+                               stamp_in / height))
+            ax.set_axis_off()
+            ax.set_title(label(u), fontsize=fontsize, pad=4, linespacing=1.1)
+            if u not in df.index:
+                continue
+            img = mpimg.imread(io.BytesIO(thumbs[df.loc[u, "thumb"]]), format="png")
+            ink = np.argwhere((img[..., :3] < 0.98).any(axis=-1))  # crop the thumbnail's white frame
+            if len(ink):
+                (r0, c0), (r1, c1) = ink.min(axis=0), ink.max(axis=0) + 1
+                img = img[r0:r1, c0:c1]
+            ax.imshow(img, interpolation="bilinear", aspect="auto")
     return fig, missing

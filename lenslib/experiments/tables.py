@@ -10,7 +10,7 @@ import pandas as pd
 
 from lenslib import LenslibError
 from lenslib.experiments import bright_arc, gallery, grid, poisson, probe, tier_a
-from lenslib.experiments.artefacts import D06Artefacts
+from lenslib.experiments.artefacts import D06Artefacts, NotInTheseArtefacts
 
 #: table id (as the notebooks save it under tables/) -> the function that computes it from the artefacts
 TABLES: dict[str, Callable[[D06Artefacts], pd.DataFrame]] = {
@@ -60,6 +60,9 @@ def cell(art: D06Artefacts, table: str, row: str, column: str) -> float:
         hits = t[(first - target).abs() <= tol]
     else:
         hits = t[first.astype(str) == str(row)]
+    if len(hits) == 0:  # a row of the authors' run (an FPR-derived threshold, a missed lens) this run lacks
+        raise NotInTheseArtefacts(f"table {table} has no row {key} = {row!r} in these artefacts (rows: "
+                                  f"{', '.join(map(str, first.tolist()))})")
     if len(hits) != 1:
         raise TableCellError(f"table {table}: {len(hits)} rows with {key} = {row!r} (rows: "
                              f"{', '.join(map(str, first.tolist()))})")

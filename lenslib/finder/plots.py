@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
@@ -30,9 +31,11 @@ def training_curves_figure(history: pd.DataFrame) -> plt.Figure:
     best = history.loc[history["val_auc"].idxmax()]
     ax[1].axvline(best["epoch"], ls=":", color="k", label=f"best.pt (epoch {int(best['epoch'])})")
     ax[1].set(xlabel="epoch", ylabel="validation AUC")
-    ax[1].legend(loc="lower right")
+    ax[1].legend(loc="lower right", framealpha=1)
     ax[2].plot(history["epoch"], history["lr"], "o-", color="C3")
     ax[2].set(xlabel="epoch", ylabel="learning rate", yscale="log")
+    for a in ax:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from lenslib import LenslibError
+from lenslib._tqdm import tqdm
 from lenslib._util import atomic_write
 from lenslib.data.cutouts import load_cutouts
 from lenslib.finder.preprocess import PreprocessSpec, raw_robust

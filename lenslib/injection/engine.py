@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from lenslib._tqdm import tqdm
 from lenslib.injection.errors import InjectionError
 from lenslib.injection.lens import phi_q_to_ellipticity
 from lenslib.injection.noise import add_poisson_noise_batch

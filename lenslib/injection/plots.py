@@ -26,18 +26,29 @@ def _prior_pdfs(priors: InjectionPriors) -> dict[str, tuple[str, object]]:
     }
 
 
-def priors_figure(params: InjectionParams, priors: InjectionPriors) -> plt.Figure:
-    """Histogram of each drawn parameter with the density the priors file asks for."""
-    pdfs = _prior_pdfs(priors)
-    fig, axes = plt.subplots(3, 3, figsize=(10, 7.5))
-    for ax, (name, (label, pdf)) in zip(axes.ravel(), pdfs.items(), strict=False):
+def priors_axes(params: InjectionParams, priors: InjectionPriors, axes) -> None:
+    """On each of ``axes`` (at least nine, in order) the histogram of one drawn parameter (as a probability
+    density) with the prior's density in red; the left column of a 2-D ``axes`` array carries the y label."""
+    axes = np.asarray(axes, dtype=object)
+    flat = axes.ravel()
+    for ax, (name, (label, pdf)) in zip(flat, _prior_pdfs(priors).items(), strict=False):
         v = getattr(params, name)
         ax.hist(v, bins=30, density=True, color="0.75", edgecolor="0.5")
         x = np.linspace(v.min() - 0.05 * np.ptp(v), v.max() + 0.05 * np.ptp(v), 300)
         ax.plot(x, pdf(x), color="C3", lw=1.5)
-        ax.set(xlabel=label, yticks=[])
+        ax.set_xlabel(label)
+        ax.set_ylim(0, None)
+        ax.tick_params(labelsize=9)
+    left = axes[:, 0] if axes.ndim == 2 else flat[:1]
+    for ax in left:
+        ax.set_ylabel("probability density")
+
+
+def priors_figure(params: InjectionParams, priors: InjectionPriors) -> plt.Figure:
+    """Histogram of each drawn parameter with the density the priors file asks for."""
+    fig, axes = plt.subplots(3, 3, figsize=(10, 7.5), layout="constrained")
+    priors_axes(params, priors, axes)
     fig.suptitle(f"{len(params)} draws (histograms) against the priors (red)")
-    fig.tight_layout()
     return fig
 
 

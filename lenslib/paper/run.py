@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lenslib import LenslibError
+from lenslib._util import shown_path
 from lenslib.paper import audit as A
 
 
@@ -162,7 +163,7 @@ def build_paper(params: dict[str, Any], tex: str | None = None, log=print) -> di
             if thumb:
                 entry["thumbnail"] = str(thumb)
             status["pdfs"][name] = entry
-            log(f"paper: {out_dir / f'{name}.pdf'}")
+            log(f"paper: {shown_path(str(out_dir / f'{name}.pdf'))}")
     (out_dir / "paper_build.json").write_text(json.dumps(status, indent=1))
     if failed:
         raise PaperError("; ".join(f"{k}: {v}" for k, v in failed.items()))

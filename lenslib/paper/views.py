@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-#: the PDFs of the paper step, as the book names them
-PDF_TITLES = {"reproduction_report": "Reproduction report (this run's numbers, tables, figures and claims)",
-              "balaji_johnson_2026_rasti": "The authors' paper, rebuilt with this run's figures"}
+from lenslib.repro.views import PDF_TITLES, built_pdfs
 
+__all__ = ["PDF_TITLES", "built_pdfs", "audit_frame", "status_counts", "pdf_cards_html", "discrepancy_frame"]
 
 def audit_frame(report: dict[str, Any], statuses: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per audited number (optionally only some statuses), in source order."""
@@ -42,10 +40,6 @@ def pdf_cards_html(names: list[str], base: str, thumbs: bool = True) -> str:
         cards.append(f'<a href="{base}/{name}.pdf" style="display:inline-block;margin:0 1em 1em 0;'
                      f'text-align:center;width:200px">{img}<br>{title}</a>')
     return '<div class="lenslib-pdfs">' + "".join(cards) + "</div>"
-
-
-def built_pdfs(paper_dir: Path) -> list[str]:
-    return [n for n in PDF_TITLES if (paper_dir / f"{n}.pdf").exists()]
 
 
 def discrepancy_frame(report: dict[str, Any]) -> pd.DataFrame:

@@ -52,14 +52,27 @@ class ClaimResult:
         return asdict(self)
 
 
-def load_registry(path: Path) -> list[dict]:
+def _read(path: Path) -> dict:
     try:
-        data = read_yaml_mapping(path)
+        return read_yaml_mapping(path)
     except ParamError as exc:
         raise ClaimsFileError(f"claims registry {exc}") from None
+
+
+def load_registry(path: Path) -> list[dict]:
+    """The claims of ``path`` and of the files its ``include:`` list names (relative to it; the paper's table
+    cells live in ``params/paper_tables.yaml``), validated."""
+    path = Path(path)
+    data = _read(path)
     claims = data.get("claims")
     if not isinstance(claims, list) or not claims:
         raise ClaimsFileError(f"{path}: expected a top-level 'claims:' list")
+    for inc in data.get("include") or []:
+        sub = _read(path.parent / inc)
+        more = sub.get("claims")
+        if not isinstance(more, list):
+            raise ClaimsFileError(f"{path.parent / inc} (included by {path.name}): expected a 'claims:' list")
+        claims = claims + more
     seen = set()
     for i, c in enumerate(claims):
         where = f"{path}: claim #{i + 1} ({c.get('id', '?') if isinstance(c, dict) else c!r})"

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,24 @@ def recompute(params: dict[str, Any], *, progress: bool = True, log=print, timin
     if params.get("catalogue_desi") and resolve_path(params["catalogue_desi"]).exists():
         catalogue = read_catalogue(resolve_path(params["catalogue_desi"]), "desi")
     step("gallery", gallery_inputs.run_gallery, inputs, results, catalogue=catalogue, sampling=sampling)
-    provenance.write_provenance(results, inputs.files, device=inputs.device.type,
-                                params={k: params[k] for k in sorted(params) if not k.startswith("s3_")})
+    provenance.write_provenance(results, inputs.files, device=inputs.device.type, params=_recorded(params))
     log(f"recompute: {time.perf_counter() - t_all:.1f} s; artefacts in {results}")
     return results
+
+
+def _recorded(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a finished recompute records in ``results/provenance.json``."""
+    return {k: params[k] for k in sorted(params) if not k.startswith("s3_")}
+
+
+def completed_results(params: dict[str, Any]) -> Path | None:
+    """The results folder of a recompute that finished with exactly these parameters, or ``None``."""
+    results = resolve_path(params["output_dir"]) / "results"
+    try:
+        recorded = json.loads((results / "provenance.json").read_text())["parameters"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return results if recorded == json.loads(json.dumps(_recorded(params), default=str)) else None
 
 
 def ensure_results(params: dict[str, Any], **kw) -> dict[str, Any]:

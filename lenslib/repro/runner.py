@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm.auto import tqdm
 
 from lenslib import LenslibError
+from lenslib._tqdm import tqdm
 from lenslib._util import BUILD_DIR, EXECUTED_DIR, NOTEBOOKS_DIR, REPO_ROOT, TOC, resolve_path
 
 
@@ -37,6 +37,8 @@ class BookBuildFailed(LenslibError):
 def _toc_files(node: Any) -> list[str]:
     out = []
     if isinstance(node, dict):
+        if "root" in node:
+            out.append(node["root"])
         if "file" in node:
             out.append(node["file"])
         for key in ("parts", "chapters", "sections"):
@@ -58,19 +60,24 @@ def notebook_names(toc: Path = TOC) -> list[str]:
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
+#: the environment of the kernels that execute the book: figures inline (even where ``MPLBACKEND`` is set for
+#: headless scripts), no progress bars (a page would show them as stderr; the run's own bar counts notebooks)
+KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TQDM_DISABLE": "1"}
+
+
 @contextmanager
-def _inline_figures() -> Iterator[None]:
-    """Kernels started inside show their figures inline, as the book needs, even where ``MPLBACKEND``
-    is set for headless scripts (the kernel inherits this process's environment)."""
-    old = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = INLINE_BACKEND
+def _kernel_env() -> Iterator[None]:
+    """Kernels inherit this process's environment: set :data:`KERNEL_ENV` while they run."""
+    old = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def execute(name: str, params: dict[str, Any], kernel: str = "python3") -> Path:
@@ -88,30 +95,66 @@ def execute(name: str, params: dict[str, Any], kernel: str = "python3") -> Path:
     # lenslib.repro.session validates the parameters itself; papermill's "unknown parameter" notes are noise here
     logging.getLogger("papermill").setLevel(logging.ERROR)
     try:
-        with _inline_figures():
+        with _kernel_env():  # the kernel's own log (its "TCP without encryption" notice) is kept off the console
             papermill.execute_notebook(nb, str(out), parameters=params, kernel_name=kernel, cwd=str(REPO_ROOT),
-                                       progress_bar=False, log_output=False, report_mode=False)
+                                       progress_bar=False, log_output=False, report_mode=False,
+                                       extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as exc:
         raise NotebookFailed(
             f"notebook {name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
             f"{exc.ename}: {exc.evalue}\n  the executed notebook is kept at {out}"
         ) from None
+    from lenslib.repro.pages import tidy_notebook
+
+    tidy_notebook(out, name, params, _overrides(params))
     return out
 
 
-def build_book(output_dir: Path | None = None) -> Path:
-    """``jupyter-book build`` of the repository (execution off); copies the run's gallery into the site."""
+#: jupyter-book's own build folder (doctrees and HTML of the latest build); each profile's book is copied out of it
+WORK_DIR = BUILD_DIR / ".work"
+
+
+def book_dir(profile: str) -> Path:
+    """Where the book of a profile lands: ``_build/<profile>/`` (books of different profiles sit side by side)."""
+    return BUILD_DIR / Path(str(profile)).stem
+
+
+def _overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of this run that differ from its profile file (the ``--set`` values), for the rerun box."""
+    from lenslib.repro import params as P
+
+    try:
+        base = P.load(str(params["profile"]))
+    except LenslibError:
+        return {}
+    return {k: v for k, v in params.items() if k != "profile" and base.get(k) != v}
+
+
+def build_book(output_dir: Path | None = None, profile: str = "demo", banner: str | None = None) -> Path:
+    """``jupyter-book build`` of the repository (execution off) into :func:`book_dir`; copies the run's gallery,
+    tables, figures and PDFs into the site. ``banner`` is shown at the top of every page (which profile built the
+    book). Returns the book's folder (open its ``index.html``)."""
     exe = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(REPO_ROOT), "--builder", "html"]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(REPO_ROOT), "--builder", "html",
+           "--path-output", str(WORK_DIR)]
+    env = {**os.environ, "LENSLIB_BOOK_BANNER": banner or f"This book shows profile “{Path(str(profile)).stem}”."}
+    if WORK_DIR.exists():  # a fresh build: the banner and the pages of another profile must not be reused
+        shutil.rmtree(WORK_DIR)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         lines = (proc.stdout + proc.stderr).splitlines()
         errors = [ln for ln in lines if "error" in ln.lower() and not ln.lstrip().startswith("File ")][:10]
         raise BookBuildFailed(f"jupyter-book build failed (exit {proc.returncode}):\n"
                               + "\n".join(errors or lines[-20:]))
-    html = BUILD_DIR / "html"
+    html = book_dir(profile)
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.copytree(WORK_DIR / "_build" / "html", html)
     if output_dir is not None and (output_dir / "gallery").is_dir():
         shutil.copytree(output_dir / "gallery", html / "gallery", dirs_exist_ok=True)
+    for sub in ("tables", "figures"):  # the pages' download links (lenslib.repro.views.DOWNLOADS)
+        if output_dir is not None and (output_dir / sub).is_dir():
+            shutil.copytree(output_dir / sub, html / "downloads" / sub, dirs_exist_ok=True)
     if output_dir is not None and (output_dir / "paper").is_dir():  # the PDFs the book links, and thumbnails
         (html / "paper").mkdir(exist_ok=True)
         for f in [*(output_dir / "paper").glob("*.pdf"), *(output_dir / "paper").glob("*_p1.png")]:
@@ -119,12 +162,16 @@ def build_book(output_dir: Path | None = None) -> Path:
     return html
 
 
+#: the book's first page, executed last: it shows what the other chapters wrote (claims tally, PDFs)
+FIRST_PAGE = "index"
+
+
 def select_notebooks(only: str | None = None) -> list[str]:
-    """The notebooks a run executes: all of them, or ``only`` (an unknown name is an error, raised before any
-    work starts)."""
+    """The notebooks a run executes, in execution order (book order, the first page last): all of them, or
+    ``only`` (an unknown name is an error, raised before any work starts)."""
     names = notebook_names()
     if only is None:
-        return names
+        return [n for n in names if n != FIRST_PAGE] + [n for n in names if n == FIRST_PAGE]
     if only not in names:
         raise NotebookFailed(f"--only {only!r}: no such notebook; notebooks are: {', '.join(names)}")
     return [only]
@@ -153,7 +200,9 @@ def run(params: dict[str, Any], only: str | None = None, book: bool = True, log=
             log(f"book not built: notebooks not executed yet: {', '.join(missing)}")
         else:
             t0 = time.perf_counter()
-            html = build_book(resolve_path(params["output_dir"]))
+            from lenslib.repro.views import profile_sentence
+
+            html = build_book(resolve_path(params["output_dir"]), params["profile"], profile_sentence(params))
             timings["jupyter-book build"] = time.perf_counter() - t0
             log(f"book: {html / 'index.html'}")
     log(f"outputs: {resolve_path(params['output_dir'])}")

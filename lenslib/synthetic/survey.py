@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from lenslib import LenslibError
+from lenslib._tqdm import tqdm
 from lenslib._util import atomic_write
 from lenslib.data import manifests, spatial
 from lenslib.data.cutouts import save_cutout

@@ -1,7 +1,10 @@
+
 """Results recomputed from the D06 artefacts agree with the authors' own stored summaries.
 
 The stored summaries are independent of the per-row data we recompute from (e.g. the Poisson
 diagnostics JSON vs the grid CSVs), so agreement checks the aggregation, not a copy."""
+
+import re
 
 import numpy as np
 import pytest
@@ -109,7 +112,13 @@ def test_missed_table_is_the_stored_list(art):
 def test_gallery_page(art, tmp_path):
     page = gallery.write_gallery(art, tmp_path / "g")
     html = page.read_text()
-    assert html.count('class="card"') == 112 + 159
+    assert html.count('class="lenslib-card"') == 112 + 159
+    pops = set(re.findall(r'data-pop="([^"]+)"', html))
+    outcomes = set(re.findall(r'data-outcome="([^"]+)"', html))
+    assert "real" in pops and len(pops) >= 2 and outcomes == {"missed", "detected"}, (pops, outcomes)
+    real_missed = len(re.findall(r'data-pop="real" data-outcome="missed"', html))
+    assert real_missed == 112 - tier_a.n_detected(art, 0.3)  # the missed Tier-A lenses, by their own scores
+    assert 'href="../index.html"' in html and 'id="lenslib-out"' in html  # back to the book; the filter
     assert (tmp_path / "g" / "thumbs" / "REAL_001.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -4,19 +4,23 @@ directory and on a real S3 endpoint, plus the failure modes (missing artefact, d
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import copy_project
+from lenslib.repro import bookcheck, paper_tables
+from tests.conftest import REPO, copy_project
 
 pytestmark = pytest.mark.slow
+#: the browser check's screenshots, one PNG per page of each built book (a CI artefact folder)
+SCREENSHOTS = REPO / "ci-artifacts" / "screenshots"
 
-NOTEBOOKS = ["methods_data", "methods_injection", "methods_model", "01_tier_a_recall", "02_selection_function",
-             "03_poisson_noise", "04_bright_arcs", "05_linear_probe", "06_gallery", "07_claims", "08_provenance",
-             "10_paper"]
+NOTEBOOKS = ["index", "methods_data", "methods_injection", "methods_model", "01_tier_a_recall",
+             "02_selection_function", "03_poisson_noise", "04_bright_arcs", "05_linear_probe", "06_gallery",
+             "09_realism_gate", "07_claims", "08_provenance", "10_paper"]
 TABLES = {
     "tier_a_recall": ["threshold", "recall_pct", "n_detected", "n_total", "ci95_lo_pct", "ci95_hi_pct"],
     "grid_thresholds": ["threshold", "no_poisson_pct", "poisson_pct", "deficit_pp"],
@@ -45,7 +49,7 @@ def test_methods_model_notebook_shows_its_three_figures_inline(published_book):
              and any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
     for fig in ("training_curves_figure", "roc_figure", "score_distributions_figure"):
         assert sum(fig in src for src in drawn) == 1, f"{fig}: no inline image in methods_model.ipynb"
-    page = (project / "_build" / "html" / "book" / "executed" / "methods_model.html").read_text()
+    page = (project / "_build" / "published" / "book" / "executed" / "methods_model.html").read_text()
     assert page.count("<img") >= 3
     for fid in ("finder_training_curves", "finder_roc", "finder_scores"):
         assert (out / "figures" / f"{fid}.png").exists()
@@ -64,11 +68,56 @@ def published_book(tmp_path_factory, d06):
     return project, out
 
 
+def test_published_book_passes_the_browser_check(published_book):
+    """Every page of the published book in headless Chromium, offline: no broken image or link, no request to
+    another host, no traceback or stderr, no path of the machine that built it (screenshots: ci-artifacts/)."""
+    project, _ = published_book
+    html = project / "_build" / "published"
+    reports = bookcheck.check_book(html, SCREENSHOTS / "published", forbidden=(str(project.parent),))
+    bookcheck.raise_on_problems(reports, html)
+    assert {"index.html", "book/executed/07_claims.html", "gallery/index.html"} <= {r.page for r in reports}
+    assert len(reports) >= len(NOTEBOOKS) + 3  # the chapters, the root page, reproduce, search, the gallery
+
+
+def test_every_results_page_shows_the_papers_tables_beside_this_runs_values(published_book):
+    project, _ = published_book
+    pages = project / "_build" / "published" / "book" / "executed"
+    claims_page = (pages / "07_claims.html").read_text()
+    anchors = set(re.findall(r'id="(claim-[^"]+)"', claims_page))
+    for t in paper_tables.load_tables(project / "params" / "paper_tables.yaml"):
+        page = (pages / f"{t.page}.html").read_text()
+        assert f'id="{t.anchor}"' in page, (t.number, t.page)
+        assert "Where these numbers come from" in page and "Re-derived from the authors' published results" in page
+        links = set(re.findall(r'href="07_claims.html#(claim-[^"]+)"', page))
+        assert {f"claim-{paper_tables.anchor(c)}" for c in t.claim_ids()} <= links <= anchors, t.number
+    recall = (pages / "01_tier_a_recall.html").read_text()
+    assert 'lenslib-agrees' in recall and "paper: 89.3" in recall and "lenslib-disagrees" not in recall
+    for page in pages.glob("*.html"):  # the boilerplate is hidden: no parameter dumps, no start-up code
+        text = page.read_text()
+        assert "injected-parameters" not in text and "session.start(globals()" not in text, page.name
+        assert "Parameters of this run and how to rerun this page" in text, page.name
+
+
+def test_books_of_two_profiles_sit_side_by_side(published_book, d06):
+    """A book built with another profile lands in its own folder and leaves the published one as it was."""
+    project, out = published_book
+    other = (project / "params" / "published.yaml").read_text().replace("profile: published", "profile: other")
+    (project / "params" / "other.yaml").write_text(other)
+    before = (project / "_build" / "published" / "book" / "executed" / "01_tier_a_recall.html").read_text()
+    p = lenslib(project, "run", "--profile", "other", "--only", "01_tier_a_recall", "--set", f"results_uri={d06}",
+                "--set", f"output_dir={out.parent / 'other'}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "_build/other/index.html" in p.stdout
+    page = (project / "_build" / "other" / "book" / "executed" / "01_tier_a_recall.html").read_text()
+    assert "This book shows profile “other”" in page and "--profile other" in page
+    assert (project / "_build" / "published" / "book" / "executed" / "01_tier_a_recall.html").read_text() == before
+
+
 def test_published_profile_local_and_s3_give_identical_tables(published_book, d06, s3_server, tmp_path):
     project, local_out = published_book
     s3_out = tmp_path / "s3"
 
-    html = project / "_build" / "html"
+    html = project / "_build" / "published"
     assert (html / "index.html").exists()
     for nb in NOTEBOOKS:
         assert (project / "book" / "executed" / f"{nb}.ipynb").exists()
@@ -82,8 +131,8 @@ def test_published_profile_local_and_s3_give_identical_tables(published_book, d0
         for name in ("reproduction_report", "balaji_johnson_2026_rasti"):
             assert (html / "paper" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
             assert (html / "paper" / f"{name}_p1.png").exists()
-            assert f"../paper/{name}.pdf" in (html / "book" / "intro.html").read_text()
-            assert f"../../paper/{name}.pdf" in (html / "book" / "executed" / "07_claims.html").read_text()
+            for page in ("index", "10_paper"):  # the first page and the paper chapter link them
+                assert f"../../paper/{name}.pdf" in (html / "book" / "executed" / f"{page}.html").read_text()
         audit = json.loads((local_out / "paper" / "numbers_audit.json").read_text())
         assert audit["summary"]["ok"] and audit["summary"]["unclassified"] == 0
 

@@ -200,7 +200,7 @@ def test_result_notebooks_and_claims_run_on_the_recomputed_artefacts(paper_run):
     project, results, run = paper_run
     for nb in ("01_tier_a_recall", "02_selection_function", "03_poisson_noise", "04_bright_arcs",
                "05_linear_probe", "06_gallery", "07_claims", "08_provenance"):
-        page = (project / "_build" / "html" / "book" / "executed" / f"{nb}.html").read_text()
+        page = (project / "_build" / "paper" / "book" / "executed" / f"{nb}.html").read_text()
         assert "Traceback" not in page, nb
     p = lenslib(project, "claims", "--profile", "paper", "--results-uri", str(results))
     doc = json.loads(p.stdout)

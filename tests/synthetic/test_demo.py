@@ -11,6 +11,7 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from lenslib.repro import params as P
 from lenslib.synthetic.survey import SurveySpec
@@ -34,8 +35,12 @@ def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     project = copy_project(tmp, shared=False)
     assert not (project.parent / "shared").exists()
-    args = ["run"] + [a for s in REDUCED for a in ("--set", s)]  # no --profile: demo is the default
-    res = lenslib(project, *args)
+    # the reduced scale is written into this copy's demo profile, so that it is also what a notebook opened in
+    # Jupyter runs (test_a_notebook_runs_top_to_bottom_with_the_default_profile)
+    profile = project / "params" / "demo.yaml"
+    values = {**yaml.safe_load(profile.read_text()), **P.parse_set(REDUCED)}
+    profile.write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+    res = lenslib(project, "run")  # no --profile: demo is the default
     assert res.returncode == 0, res.stderr[-4000:]
     return project
 
@@ -52,7 +57,7 @@ def test_the_default_profile_is_the_demo_and_its_gate_ranges_are_the_worlds():
 
 
 def test_demo_builds_the_book_without_anything_from_outside(demo):
-    html = demo / "_build" / "html"
+    html = demo / "_build" / "demo"
     assert (html / "index.html").exists()
     for page in ("01_tier_a_recall", "02_selection_function", "05_linear_probe", "09_realism_gate", "07_claims"):
         text = (html / "book" / "executed" / f"{page}.html").read_text()
@@ -97,5 +102,36 @@ def test_claims_page_lists_the_demos_values_beside_the_papers(demo):
     rows = [c for c in doc["claims"] if c["status"] not in ("not_recomputable", "error")]
     assert len(rows) > 40
     assert any(c["status"] == "disagrees" for c in rows)  # a synthetic world is not DR10
-    page = (demo / "_build/html/book/executed/07_claims.html").read_text()
+    page = (demo / "_build/demo/book/executed/07_claims.html").read_text()
     assert "paper" in page.lower() and "Synthetic survey — not DR10" in page
+
+
+def test_demo_book_passes_the_browser_check(demo):
+    """Every page of the demo book in headless Chromium, offline (screenshots: ci-artifacts/screenshots/demo)."""
+    from lenslib.repro import bookcheck
+    from tests.repro.test_end_to_end import SCREENSHOTS
+
+    html = demo / "_build" / "demo"
+    reports = bookcheck.check_book(html, SCREENSHOTS / "demo", forbidden=(str(demo.parent),))
+    bookcheck.raise_on_problems(reports, html)
+    first = (html / "book" / "executed" / "index.html").read_text()
+    assert "This book shows profile “demo”" in first and "<code>demo</code>" in first
+    recall = (html / "book" / "executed" / "01_tier_a_recall.html").read_text()
+    assert "Recomputed on lenslib" in recall and "paper: 89.3" in recall
+
+
+
+def test_a_notebook_runs_top_to_bottom_with_the_default_profile(demo):
+    """Opened in Jupyter (jupytext reads the MyST file) and run as is, with no parameters injected: the default
+    profile's finished results are found and used, not recomputed."""
+    import jupytext
+    import nbclient
+
+    nb = jupytext.read(demo / "notebooks" / "01_tier_a_recall.md")
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(demo)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/html", "")) for o in outputs)
+    assert "recompute:" not in text  # nothing was computed again
+    assert "Recomputed on lenslib" in text and "89.3" in text  # the paper's Table 2 beside the demo's values

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from lenslib._tqdm import tqdm
 from lenslib._util import atomic_write, write_json
 from lenslib.experiments.compute.inputs import Inputs, RecomputeError
 from lenslib.experiments.compute.tier_a import sample_rows

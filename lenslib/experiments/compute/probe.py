@@ -55,9 +55,9 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
 
 from lenslib import LenslibError
+from lenslib._tqdm import tqdm
 from lenslib._util import atomic_write, utc_now, write_json
 
 POPULATIONS = ("real_tier_a", "inj_low_bf", "inj_high_bf", "negatives")
