@@ -58,6 +58,9 @@ def cell(art: D06Artefacts, table: str, row: str, column: str) -> float:
     if numeric:
         tol = 0.5 * 10.0 ** -_decimals(str(row)) * (1 + 1e-9)
         hits = t[(first - target).abs() <= tol]
+        if len(hits) > 1:  # e.g. a run's FPR-derived threshold that rounds to a fixed one: the exact row is meant
+            exact = hits[(hits[key] - target).abs() <= 1e-12]
+            hits = exact if len(exact) == 1 else hits
     else:
         hits = t[first.astype(str) == str(row)]
     if len(hits) == 0:  # a row of the authors' run (an FPR-derived threshold, a missed lens) this run lacks

@@ -9,7 +9,9 @@ given :class:`~lenslib.finder.preprocess.PreprocessSpec` (a checkpoint's own spe
 
 from __future__ import annotations
 
+import hashlib
 import math
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -142,17 +144,20 @@ def fpr_thresholds(negative_scores: Any, fprs: Sequence[float]) -> dict[float, f
 def score_manifest(model: nn.Module, manifest: pd.DataFrame, out: str | Path, *,
                    spec: PreprocessSpec = PreprocessSpec(), root: str | Path | None = None, store=None,
                    path_col: str = "cutout_path", batch_size: int = 256, chunk_size: int = 4096, workers: int = 8,
-                   progress: bool = True) -> pd.DataFrame:
+                   progress: bool = True, log=None) -> pd.DataFrame:
     """Score every row of ``manifest`` and write ``out`` (parquet): the manifest's id columns plus
     ``logit``, ``score`` and ``error`` (the message for a file that failed to load; its score is NaN).
 
     Work is written chunk by chunk to ``<out>.parts/``; a rerun after an interruption scores only the
-    chunks that are missing, and the parts are removed once ``out`` is complete. The next chunk's
-    cutouts are read while the current one is scored."""
+    chunks that are missing, and the parts are removed once ``out`` is complete. The parts are keyed to their
+    inputs (:func:`scoring_fingerprint`: the model's weights, the manifest's rows, the preprocessing, the data
+    root and the chunk size): parts made from other inputs are never mixed in; they are discarded, ``log`` (default:
+    stderr) says so, and scoring starts clean. The next chunk's cutouts are read while the current one is scored."""
     out = Path(out)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     keep = [c for c in KEEP_COLUMNS if c in manifest.columns and c != path_col]
+    _check_resume(parts, scoring_fingerprint(model, manifest[[path_col, *keep]], spec, root, chunk_size), log)
     n = len(manifest)
     starts = range(0, n, chunk_size)
     part_of = lambda s0: parts / f"part_{s0:010d}_{min(n, s0 + chunk_size) - s0}.parquet"  # noqa: E731
@@ -187,10 +192,43 @@ def score_manifest(model: nn.Module, manifest: pd.DataFrame, out: str | Path, *,
                                                                                         "score", "error"])
     with atomic_write(out) as tmp:
         result.to_parquet(tmp, index=False)
-    for f in parts.glob("part_*.parquet"):
-        f.unlink()
+    for f in [*parts.glob("part_*.parquet"), parts / FINGERPRINT]:
+        f.unlink(missing_ok=True)
     parts.rmdir()
     return pd.read_parquet(out)
+
+
+FINGERPRINT = "fingerprint.txt"
+
+
+def scoring_fingerprint(model: nn.Module, rows: pd.DataFrame, spec: PreprocessSpec, root: Any,
+                        chunk_size: int) -> str:
+    """SHA-256 of what determines a scoring job's output: the model's parameters and buffers, the manifest rows
+    (paths and ids, in order), the preprocessing spec, the data root and the chunk size."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(pd.util.hash_pandas_object(rows.astype(str), index=False).to_numpy().tobytes())
+    h.update(repr((spec, str(root), int(chunk_size), list(rows.columns))).encode())
+    return h.hexdigest()
+
+
+def _check_resume(parts: Path, fingerprint: str, log) -> None:
+    """Keep ``parts`` only if they were made from the same inputs; otherwise remove them and say so."""
+    mark = parts / FINGERPRINT
+    old = mark.read_text().strip() if mark.exists() else None
+    chunks = list(parts.glob("part_*.parquet"))
+    if chunks and old != fingerprint:
+        why = "made by another model, manifest or preprocessing" if old else "with no record of their inputs"
+        (log or (lambda m: print(m, file=sys.stderr)))(
+            f"scoring: {len(chunks)} chunk(s) in {parts} were {why}; they are discarded and scoring starts clean")
+        for f in chunks:
+            f.unlink()
+    if old != fingerprint:
+        with atomic_write(mark) as tmp:
+            Path(tmp).write_text(fingerprint + "\n")
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ from torch import nn
 
 from lenslib import LenslibError
 from lenslib._tqdm import tqdm
-from lenslib._util import resolve_path, shown_path
+from lenslib._util import resolve_path
 from lenslib.data.manifests import read_manifest
 from lenslib.finder.checkpoints import read_checkpoint, save_checkpoint
 from lenslib.finder.config import FinderConfig, InjectConfig
@@ -204,7 +204,7 @@ def train(cfg: FinderConfig, *, manifest: pd.DataFrame | None = None, store=None
         start, best_auc, best_epoch = ck["epoch"] + 1, ck["best_auc"], ck.get("best_epoch", 0)
         history = list(ck.get("history", []))
         if log:
-            log(f"resuming from {shown_path(str(last))} (epoch {ck['epoch']}, best val AUC {best_auc:.4f})")
+            log(f"resuming from {last} (epoch {ck['epoch']}, best val AUC {best_auc:.4f})")
     metrics = out / "metrics.jsonl"
     metrics.write_text("".join(json.dumps(h) + "\n" for h in history))  # drop lines of a lost epoch
 

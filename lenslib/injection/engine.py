@@ -11,6 +11,7 @@ see pixelated.py), or a linear blend of both (:attr:`InjectionEngine.source_mix`
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,17 @@ def _per_injection(name: str, value: Any, n: int, positive: bool = True) -> np.n
         k = int(np.flatnonzero(bad)[0])
         raise InjectionError(f"{name} must be finite and > 0; injection {k} has {v[k]!r}")
     return v
+
+
+def _validated(params: InjectionParams) -> int:
+    """The number of injections, after checking every physical parameter (:meth:`InjectionParams.validate`)."""
+    if not isinstance(params, InjectionParams):
+        raise InjectionError(f"params must be InjectionParams (lenslib.injection.draw makes them), got "
+                             f"{type(params).__name__}")
+    if len(params) == 0:
+        raise InjectionError("no injections to render (params is empty)")
+    params.validate()
+    return len(params)
 
 
 @dataclass
@@ -123,6 +135,10 @@ class InjectionEngine:
             raise InjectionError(f"gain must be > 0 e-/nmgy, got {self.gain}")
         if self.batch_size < 1 or self.oversample < 1:
             raise InjectionError("batch_size and oversample must be >= 1")
+        if not (isinstance(self.nx, numbers.Integral) and self.nx >= 1):
+            raise InjectionError(f"nx must be a whole number of pixels >= 1, got {self.nx!r}")
+        if not (isinstance(self.pixscale, numbers.Real) and math.isfinite(self.pixscale) and self.pixscale > 0):
+            raise InjectionError(f"pixscale must be finite and > 0 arcsec/pixel, got {self.pixscale!r}")
         mix = self.source_mix
         if mix is not None and not (isinstance(mix, numbers.Real) and 0 <= mix <= 1):
             raise InjectionError(f"source_mix must be a number in [0, 1] (or None), got {self.source_mix!r}")
@@ -161,7 +177,7 @@ class InjectionEngine:
              sources: PixelatedStamps | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Noise-free arcs (N, 3, H, W) in nmgy after the per-band PSF (written into ``out`` if given),
         and the unit-flux (r-band) magnifications (N,). ``sources``: pixelated stamps of injections 0 … N−1."""
-        n = len(params)
+        n = _validated(params)
         fwhm_r = _per_injection("psf_fwhm_r", psf_fwhm_r, n)
         mix = self._mix(sources)
         stamps = sources.take(np.arange(n), n) if mix > 0 else None
@@ -210,7 +226,7 @@ class InjectionEngine:
         ``seeds`` (one int per injection, or a base int: base + index) seed the Poisson noise; required
         when Poisson noise is on. ``sources``: pixelated stamps (see the class docstring); a callable
         one is called once per batch with that batch's injection indices."""
-        n = len(params)
+        n = _validated(params)
         mix = self._mix(sources)
         host = hosts_chw(hosts, n)
         if host.shape[-1] != self.nx:

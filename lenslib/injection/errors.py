@@ -5,3 +5,7 @@ from lenslib import LenslibError
 
 class InjectionError(LenslibError):
     """Inputs to the injection engine are inconsistent (shapes, PSF, seeds)."""
+
+
+class InjectionParamsError(InjectionError, ValueError):
+    """A physical parameter of an injection is out of range (named, with the injection's index)."""

@@ -26,6 +26,7 @@ import pandas as pd
 
 from lenslib import LenslibError, ParamError
 from lenslib._util import read_yaml_mapping
+from lenslib.injection.errors import InjectionParamsError
 from lenslib.survey import mag_to_nmgy
 
 UNRESTRICTED_BETA_FRAC = (0.1, 1.0)
@@ -112,6 +113,12 @@ class InjectionPriors:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+#: the Sérsic indices the renderer supports (the b_n series and the profile's sampling hold there)
+SERSIC_N_RANGE = (0.2, 10.0)
+#: source r magnitudes accepted (AB): far beyond both ends of any injection (a sanity bound, not a prior)
+R_MAG_RANGE = (10.0, 35.0)
+
+
 PARAM_COLUMNS = ("theta_e", "shear_g1", "shear_g2", "lens_x", "lens_y", "q_lens", "phi_lens", "beta_frac",
                  "beta_x", "beta_y", "re_arcsec", "n_sersic", "q_source", "phi_source", "r_mag", "g_minus_r",
                  "r_minus_z", "n_clumps", "clump_frac")
@@ -148,6 +155,48 @@ class InjectionParams:
 
     def __len__(self) -> int:
         return len(self.theta_e)
+
+    def validate(self) -> InjectionParams:
+        """Check every physical parameter; raise :class:`InjectionParamsError` naming the first bad parameter and its
+        injection index. Returns ``self``.
+
+        θ_E ≥ 0 arcsec (0: the source is rendered unlensed, as the synthetic world's galaxies are), axis ratios
+        0 < q ≤ 1, |shear| < 1, Sérsic index in [0.2, 10], R_e > 0 arcsec, r in [10, 35] mag, finite colours,
+        positions and angles, clump fractions in [0, 1] and clump counts ≥ 0."""
+        n = len(self)
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name != "clumps" and np.shape(v) != (n,):
+                raise InjectionParamsError(f"{f.name} has shape {np.shape(v)}; expected ({n},) like theta_e")
+        g = np.hypot(self.shear_g1, self.shear_g2)
+        checks = [
+            ("theta_e", self.theta_e >= 0, "finite and >= 0 arcsec"),
+            ("q_lens", (self.q_lens > 0) & (self.q_lens <= 1), "in (0, 1]"),
+            ("q_source", (self.q_source > 0) & (self.q_source <= 1), "in (0, 1]"),
+            ("shear_g1/shear_g2", g < 1, "a shear of modulus < 1"),
+            ("n_sersic", (self.n_sersic >= SERSIC_N_RANGE[0]) & (self.n_sersic <= SERSIC_N_RANGE[1]),
+             f"in [{SERSIC_N_RANGE[0]}, {SERSIC_N_RANGE[1]}]"),
+            ("re_arcsec", self.re_arcsec > 0, "finite and > 0 arcsec"),
+            ("r_mag", (self.r_mag >= R_MAG_RANGE[0]) & (self.r_mag <= R_MAG_RANGE[1]),
+             f"in [{R_MAG_RANGE[0]}, {R_MAG_RANGE[1]}] mag"),
+            ("clump_frac", (self.clump_frac >= 0) & (self.clump_frac <= 1), "in [0, 1]"),
+            ("n_clumps", self.n_clumps >= 0, "an integer >= 0"),
+        ]
+        for name in ("lens_x", "lens_y", "phi_lens", "beta_x", "beta_y", "phi_source", "g_minus_r", "r_minus_z",
+                     "beta_frac"):
+            checks.append((name, np.ones(n, bool), "finite"))
+        for name, ok, what in checks:
+            values = np.stack([getattr(self, k) for k in name.split("/")])
+            bad = ~(ok & np.isfinite(values).all(axis=0))
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                got = ", ".join(f"{float(getattr(self, c)[k])!r}" for c in name.split("/"))
+                raise InjectionParamsError(f"{name} must be {what}; injection {k} has {got}"
+                                           + (f" ({int(bad.sum())} injections are out of range)" if bad.sum() > 1
+                                              else ""))
+        if not np.isfinite(self.clumps).all():
+            raise InjectionParamsError("clumps: clump offsets must be finite")
+        return self
 
     def fluxes_nmgy(self) -> np.ndarray:
         """(N, 3) total source fluxes in g, r, z: m_g = m_r + (g−r), m_z = m_r − (r−z)."""
@@ -209,6 +258,8 @@ def draw(rng: np.random.Generator | int, theta_e: float | Sequence[float] | np.n
     ``theta_e`` is one Einstein radius (with ``n`` injections) or one per injection."""
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     te = np.atleast_1d(np.asarray(theta_e, dtype=float))
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0):
+        raise PriorsError(f"n must be a whole number of injections >= 0, got {n!r}")
     if n is not None:
         if te.size != 1 and te.size != n:
             raise PriorsError(f"theta_e has {te.size} values for n = {n} injections")

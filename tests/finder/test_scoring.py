@@ -107,6 +107,44 @@ def test_score_manifest_records_bad_files_and_resumes(model, survey, tmp_path, m
     np.testing.assert_allclose(back["score"], scoring.sigmoid64(back["logit"]))
 
 
+def test_a_resumed_scoring_never_mixes_in_chunks_of_another_model_or_manifest(model, survey, tmp_path,
+                                                                             monkeypatch):
+    """Killed after two chunks with one model, rerun into the same file with another: the other model's chunks are
+    discarded (and the rerun says so), so every score is the new model's."""
+    root, df = survey
+    out = tmp_path / "scores.parquet"
+    real = scoring.load_cutouts
+    calls = []
+
+    def dies_in_third_chunk(paths, **kw):
+        calls.append(len(paths))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(paths, **kw)
+
+    monkeypatch.setattr(scoring, "load_cutouts", dies_in_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        score_manifest(model, df, out, root=root, chunk_size=16, progress=False)
+    monkeypatch.setattr(scoring, "load_cutouts", real)
+    torch.manual_seed(1)
+    other = BottleneckedResNet(base_ch=8).eval()
+    said = []
+    res = score_manifest(other, df, out, root=root, chunk_size=16, progress=False, log=said.append)
+    fresh = score_manifest(other, df, tmp_path / "fresh.parquet", root=root, chunk_size=16, progress=False)
+    pd.testing.assert_frame_equal(res, fresh)
+    assert len(said) == 1 and "2 chunk(s)" in said[0] and "discarded" in said[0]
+    assert not np.allclose(res["score"][:16], score_manifest(model, df.iloc[:16], tmp_path / "a.parquet", root=root,
+                                                               progress=False)["score"])
+    # the same holds for another manifest (rows reordered) and another preprocessing
+    fp = scoring.scoring_fingerprint
+    base = fp(model, df[["cutout_path"]], PreprocessSpec(), root, 16)
+    assert base == fp(model, df[["cutout_path"]].copy(), PreprocessSpec(), root, 16)
+    assert base != fp(model, df[["cutout_path"]].iloc[::-1], PreprocessSpec(), root, 16)
+    assert base != fp(other, df[["cutout_path"]], PreprocessSpec(), root, 16)
+    assert base != fp(model, df[["cutout_path"]], PreprocessSpec(clip_range=20.0), root, 16)
+    assert base != fp(model, df[["cutout_path"]], PreprocessSpec(), root, 32)
+
+
 def test_checkpoints_in_the_authors_layout_and_bare_state_dicts(tmp_path):
     torch.manual_seed(1)
     m = BottleneckedResNet(27)
