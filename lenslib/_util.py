@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,31 @@ from typing import Any
 
 import yaml
 
-from lenslib import ParamError
+from lenslib import LenslibError, ParamError
+
+
+class WriteFailed(LenslibError, OSError):
+    """A file could not be written (disk full, read-only, no permission): the message names the file."""
+
+
+_WRITE_HINTS = {28: "the disk is full", 122: "the disk quota is exceeded", 30: "the file system is read-only",
+                13: "permission denied", 1: "operation not permitted"}
+
+
+def _write_failed(path: Path, exc: BaseException) -> WriteFailed:
+    err = getattr(exc, "errno", None)
+    why = _WRITE_HINTS.get(err) or getattr(exc, "strerror", None)
+    if not why:  # a library's own message (torch.save: "[enforce fail ...] unexpected pos"): look at the disk
+        try:
+            free = shutil.disk_usage(next(p for p in (path.parent, *path.parents) if p.exists())).free
+        except (OSError, StopIteration):
+            free = None
+        why = (f"the disk is full ({free // 1024} kB free)" if free is not None and free < (4 << 20)
+               else str(exc).strip().splitlines()[0][:160])
+    out = WriteFailed(f"cannot write {path}: {why}; nothing already written was changed (free space or choose "
+                      f"another output folder, then rerun: it resumes)")
+    out.errno = err
+    return out
 
 # the repository (a checkout, or an editable install of one)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +64,15 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; every error names the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ParamError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ParamError(f"{path}: is a directory, not a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ParamError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ParamError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ParamError(f"{path}: not valid YAML: {exc}") from None
     if data is None:
@@ -52,23 +83,36 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, suffix: str = "", *, unique: bool = False) -> Iterator[Path]:
+def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without error it is renamed onto ``path``.
 
     A kill or an exception never leaves a half-written file under the real name; on an exception the
-    temporary is removed. The temporary is ``<name>.part`` plus ``suffix`` (for writers that insist on
-    an extension, such as ``np.savez``'s ``.npz``), so what a killed writer left is overwritten by the
-    next writer of the same file. ``unique=True`` adds the process and thread ids to the name, for
-    files that several threads may write at once (the last rename wins)."""
+    temporary is removed. The temporary is ``<name>.<pid>.<thread>.part`` plus ``suffix`` (for writers that
+    insist on an extension, such as ``np.savez``'s ``.npz``): unique per process and thread, so two writers
+    never share one (the last rename wins). What a killed writer left is removed by the next job that locks
+    the folder (:func:`lenslib._lock.remove_stale_temporaries`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tag = f".{os.getpid()}.{threading.get_ident()}" if unique else ""
-    tmp = path.with_name(f"{path.name}{tag}.part{suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_failed(path.parent, exc) from None
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except WriteFailed:
+        raise
+    except OSError as exc:  # the disk is full, read-only, ...: name the file, not the temporary
+        raise _write_failed(path, exc) from None
+    except RuntimeError as exc:  # torch.save on a full disk: "[enforce fail at inline_container.cc] ... write"
+        if "enforce fail" in str(exc) or "write" in str(exc).lower():
+            raise _write_failed(path, exc) from None
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, allow_nan: bool = True) -> Path:
@@ -79,9 +123,9 @@ def write_json(path: str | os.PathLike, obj: Any, *, allow_nan: bool = True) -> 
     return Path(path)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, unique: bool = False) -> Path:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through :func:`atomic_write`."""
-    with atomic_write(path, unique=unique) as tmp:
+    with atomic_write(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 

@@ -1,16 +1,38 @@
-"""Command line: ``python -m lenslib run|recompute|claims|audit|params|synth|train|score``."""
+"""Command line: ``python -m lenslib run|recompute|claims|audit|paper|params|verify|synth|train|score``.
+
+A user error or an environment fault (a missing file, a full or read-only disk, a folder in use) prints one
+line naming the file or parameter and exits 1 (2 for a parameter); ``--debug`` (or ``LENSLIB_DEBUG=1``) shows
+the traceback as well.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
+import traceback
 
-from lenslib import LenslibError
+
+def _at_least(low: int):
+    """An argparse type: an integer ≥ ``low`` (the error names the option through argparse)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be ≥ {low}, got {value}")
+        return value
+    parse.__name__ = f"integer ≥ {low}"
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lenslib", description=__doc__)
+    p = argparse.ArgumentParser(prog="lenslib", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (also: LENSLIB_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="execute the notebooks of a profile and build the book")
@@ -47,11 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default="demo")
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
 
+    v = sub.add_parser("verify", help="check a results folder: every file against its recorded SHA-256 (the "
+                                      "folder's provenance.json, or the published D06 list) and every artefact's "
+                                      "structure; exit 1 on any problem")
+    v.add_argument("results", help="the results folder (a local directory or an s3:// URI)")
+    v.add_argument("--checksums", help="a checksum list to check against instead (e.g. params/d06_checksums.json)")
+    v.add_argument("--profile", default="demo", help="profile whose S3 settings are used for an s3:// folder")
+    v.add_argument("--set", action="append", metavar="KEY=VALUE")
+
     g = sub.add_parser("synth", help="write a synthetic survey with known truth (cutouts, manifest, truth table, "
                                      "catalogue; the bucket's layout) to a directory")
     g.add_argument("--out", required=True, help="directory to write cutouts/, manifests/ and catalogs/ into")
-    g.add_argument("--negatives", type=int, default=400)
-    g.add_argument("--positives", type=int, default=200)
+    g.add_argument("--negatives", type=_at_least(1), default=400)
+    g.add_argument("--positives", type=_at_least(0), default=200)
     g.add_argument("--seed", type=int, default=42)
 
     t = sub.add_parser("train", help="train a lens finder from a config (the authors' YAML format); resumes")
@@ -66,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, help="output parquet")
     sc.add_argument("--root", help="directory that relative cutout paths are under")
     sc.add_argument("--split", help="score only this split")
-    sc.add_argument("--batch-size", type=int, default=256)
+    sc.add_argument("--batch-size", type=_at_least(1), default=256)
     sc.add_argument("--arch", help="architecture of a bare state dict")
     return p
 
@@ -134,50 +164,107 @@ def _audit(args, params) -> int:
     return 0 if report["summary"]["ok"] else 1
 
 
+def _verify(args, params) -> int:
+    from lenslib.experiments.verify import verify_folder
+    from lenslib.repro.params import open_param_store
+
+    report = verify_folder(open_param_store({**params, "results_uri": args.results}, "results_uri"),
+                           checksums=args.checksums)
+    print(json.dumps(report.as_dict(), indent=1))
+    for key in report.mismatched:
+        print(f"verify: {key}: SHA-256 differs from {report.against}", file=sys.stderr)
+    for key in report.missing:
+        print(f"verify: {key}: missing (listed in {report.against})", file=sys.stderr)
+    for key, err in report.structure.items():
+        print(f"verify: {key}: {err}", file=sys.stderr)
+    print(f"verify: {report.matched} of {report.checked} files match, {len(report.structure_checked)} artefacts "
+          f"checked for structure: {'ok' if report.ok else 'PROBLEMS'}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _environment_message(exc: OSError) -> str:
+    """One line for an OS error: what happened, to which path, and what to do."""
+    where = " → ".join(str(f) for f in (exc.filename, exc.filename2) if f) or "(no path given by the system)"
+    what = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "the disk is full: free space or choose another output_dir",
+            errno.EDQUOT: "the disk quota is exceeded: free space or choose another output_dir",
+            errno.EROFS: "the file system is read-only: choose another output_dir",
+            errno.EACCES: "permission denied: choose a folder you can write, or fix its permissions",
+            errno.EPERM: "operation not permitted: choose a folder you can write",
+            errno.ENOENT: "no such file or directory: check the path"}.get(exc.errno, "")
+    return f"{what}: {where}" + (f" ({hint})" if hint else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    debug = args.debug or os.environ.get("LENSLIB_DEBUG", "") not in ("", "0")
+    try:
+        return _main(args)
+    except Exception as exc:
+        from lenslib import LenslibError
+        from lenslib.repro.params import ParamError
+
+        if debug:
+            traceback.print_exc()
+        if isinstance(exc, LenslibError):
+            print(f"lenslib: error: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, ParamError) else 1
+        if isinstance(exc, OSError):
+            print(f"lenslib: error: {_environment_message(exc)}", file=sys.stderr)
+            return 1
+        if isinstance(exc, RuntimeError) and ("enforce fail" in str(exc) or "write" in str(exc).lower()):
+            print(f"lenslib: error: could not write a file ({str(exc).splitlines()[0][:200]}); is the disk full or "
+                  f"read-only?", file=sys.stderr)
+            return 1
+        print(f"lenslib: internal error: {type(exc).__name__}: {exc}\n(a bug in lenslib, not in your input: "
+              f"rerun with --debug for the traceback and report it)", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("lenslib: interrupted; what was written is kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+def _main(args) -> int:
     from lenslib.repro import params as P
 
-    try:
-        if args.command in ("synth", "train", "score"):
-            return _tools(args)
-        overrides = P.parse_set(args.set)
-        if getattr(args, "results_uri", None):
-            overrides["results_uri"] = args.results_uri
-        params = P.load(args.profile, overrides)
-        if args.command == "params":
-            print(json.dumps(params, indent=1))
-            return 0
-        if args.command == "claims":
-            return _claims(args, params)
-        if args.command == "audit":
-            return _audit(args, params)
-        if args.command == "paper":
-            from lenslib.paper.latex import INSTALL_HINT, TexMissing, tex_available
-            from lenslib.paper.run import build_paper
-
-            if not tex_available():
-                raise TexMissing(INSTALL_HINT)
-            status = build_paper(params, tex=args.tex)
-            print(json.dumps(status, indent=1))
-            return 0
-        if args.command == "run":
-            from lenslib.repro.runner import select_notebooks
-
-            select_notebooks(args.only)  # an unknown name fails now, not after the world is made
-        if params["synthetic_world"] and args.command in ("run", "recompute"):
-            from lenslib.synthetic.demo import ensure_world
-
-            ensure_world(params)
-        if args.command == "recompute":
-            from lenslib.repro.recompute import recompute
-
-            recompute({**params, "recompute": True})
-            return 0
-        from lenslib.repro import runner
-
-        runner.run(params, only=args.only, book=not args.no_book)
+    if args.command in ("synth", "train", "score"):
+        return _tools(args)
+    overrides = P.parse_set(args.set)
+    if getattr(args, "results_uri", None):
+        overrides["results_uri"] = args.results_uri
+    params = P.load(args.profile, overrides)
+    if args.command == "params":
+        print(json.dumps(params, indent=1))
         return 0
-    except LenslibError as exc:
-        print(f"lenslib: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, P.ParamError) else 1
+    if args.command == "claims":
+        return _claims(args, params)
+    if args.command == "verify":
+        return _verify(args, params)
+    if args.command == "audit":
+        return _audit(args, params)
+    if args.command == "paper":
+        from lenslib.paper.latex import INSTALL_HINT, TexMissing, tex_available
+        from lenslib.paper.run import build_paper
+
+        if not tex_available():
+            raise TexMissing(INSTALL_HINT)
+        status = build_paper(params, tex=args.tex)
+        print(json.dumps(status, indent=1))
+        return 0
+    if args.command == "run":
+        from lenslib.repro.runner import select_notebooks
+
+        select_notebooks(args.only)  # an unknown name fails now, not after the world is made
+    if params["synthetic_world"] and args.command in ("run", "recompute"):
+        from lenslib.synthetic.demo import ensure_world
+
+        ensure_world(params)
+    if args.command == "recompute":
+        from lenslib.repro.recompute import recompute
+
+        recompute({**params, "recompute": True})
+        return 0
+    from lenslib.repro import runner
+
+    runner.run(params, only=args.only, book=not args.no_book)
+    return 0

@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[1] / "lenslib"
 
 # bottom to top; modules in one layer but different subpackages must not import each other
 LAYERS: list[set[str]] = [
-    {"lenslib", "lenslib._util", "lenslib._tqdm", "lenslib.survey", "lenslib.stats"},
+    {"lenslib", "lenslib._util", "lenslib._lock", "lenslib._tqdm", "lenslib.survey", "lenslib.stats"},
     {"lenslib.data", "lenslib.injection"},
     {"lenslib.finder"},
     {"lenslib.experiments"},
@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"lenslib.cli"},
     {"lenslib.__main__"},
 ]
-TOP_MODULES = {"__init__.py", "__main__.py", "_util.py", "_tqdm.py", "survey.py", "stats.py", "cli.py"}
+TOP_MODULES = {"__init__.py", "__main__.py", "_util.py", "_lock.py", "_tqdm.py", "survey.py", "stats.py", "cli.py"}
 
 
 def module_name(path: Path) -> str:

@@ -1,10 +1,14 @@
 """The private helpers: atomic writes, YAML mappings, repository paths."""
 
 import os
+import subprocess
+import sys
+import threading
 
 import pytest
 
 from lenslib import ParamError
+from lenslib._lock import output_lock
 from lenslib._util import REPO_ROOT, atomic_write, read_yaml_mapping, resolve_path, write_bytes_atomic
 
 
@@ -18,21 +22,40 @@ def test_atomic_write_renames_on_success_only(tmp_path):
     assert target.read_bytes() == b"first"
     assert sorted(p.name for p in target.parent.iterdir()) == ["a.bin"]  # the temporary is gone
     with atomic_write(target, suffix=".npz") as tmp:
-        assert tmp.name == "a.bin.part.npz" and tmp.parent == target.parent
+        assert tmp.name == f"a.bin.{os.getpid()}.{threading.get_ident()}.part.npz" and tmp.parent == target.parent
         tmp.write_bytes(b"second")
     assert target.read_bytes() == b"second"
 
 
-def test_atomic_write_leftover_is_overwritten_and_unique_names(tmp_path):
+def test_temporaries_are_unique_per_thread_and_a_killed_writers_are_cleaned(tmp_path):
     target = tmp_path / "c.txt"
-    (tmp_path / "c.txt.part").write_text("left by a killed writer")
-    with atomic_write(target) as tmp:
-        tmp.write_text("new")
-    assert target.read_text() == "new" and not (tmp_path / "c.txt.part").exists()
-    with atomic_write(target, unique=True) as tmp:
-        assert str(os.getpid()) in tmp.name and tmp.name.endswith(".part")
-        tmp.write_text("again")
-    assert target.read_text() == "again"
+    names, together = [], threading.Barrier(4)
+
+    def write(text):
+        with atomic_write(target) as tmp:
+            names.append(tmp.name)
+            tmp.write_text(text)
+            together.wait(timeout=10)  # all four temporaries exist at once
+
+    threads = [threading.Thread(target=write, args=(str(k),)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(names)) == 4 and target.read_text() in {"0", "1", "2", "3"}
+    # a temporary of a process that no longer runs is removed by the next job that locks the folder;
+    # one of a running process (this one) is left alone
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "sub" / f"d.bin.{int(dead.stdout)}.1.part.npz"
+    stale.parent.mkdir()
+    stale.write_text("left by a killed writer")
+    live = tmp_path / f"e.bin.{os.getpid()}.7.part"
+    live.write_text("being written")
+    counterpart = tmp_path / "counterpart.txt"  # not a temporary
+    counterpart.write_text("keep")
+    with output_lock(tmp_path, "test"):
+        pass
+    assert not stale.exists() and live.exists() and counterpart.exists()
 
 
 def test_read_yaml_mapping_names_the_file(tmp_path):

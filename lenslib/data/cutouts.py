@@ -7,6 +7,9 @@ always uses CHW.
 NaN policy (``nan_policy``): ``"keep"`` (default, as the paper: NaNs stay in the image, are counted
 in :attr:`Cutout.nan_count`, and preprocessing sets them to 0), ``"zero"`` (replaced by 0 nmgy on
 load; the count is still reported), ``"error"`` (a file with any NaN is refused, naming the file).
+Whatever the policy, a cutout with more than ``max_nan_fraction`` (default :data:`MAX_NAN_FRACTION`, half)
+of its pixels NaN is refused as :class:`CutoutError` (an all-NaN stamp is not a galaxy to score); in
+scoring and the experiments such a file is recorded as failed, like an unreadable one.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from lenslib._util import atomic_write
 from lenslib.survey import BANDS, STAMP, ImageShapeError, to_chw
 
 NAN_POLICIES = ("keep", "zero", "error")
+#: a cutout with more NaN pixels than this fraction (all bands together) is refused, whatever the NaN policy
+MAX_NAN_FRACTION = 0.5
 
 
 class CutoutError(LenslibError, ValueError):
@@ -57,28 +62,40 @@ def _scalar(v: np.ndarray) -> Any:
 
 
 def parse_cutout(data: bytes, name: str, *, nan_policy: str = "keep", size: int | None = STAMP,
-                 meta: bool = True) -> Cutout:
+                 meta: bool = True, max_nan_fraction: float = MAX_NAN_FRACTION) -> Cutout:
     """Decode the bytes of one ``.npz`` cutout; ``name`` is used in every error message.
 
     ``meta=False`` skips the ``meta_*`` fields (a real DR10 file has 39, and decoding them takes
-    two thirds of the time): for batch loaders that only need the image."""
+    two thirds of the time): for batch loaders that only need the image. Any failure to decode (a corrupt
+    zip, a damaged array header, a bare ``.npy`` under an ``.npz`` name, a pickle) is a :class:`CutoutError`."""
     if nan_policy not in NAN_POLICIES:
         raise CutoutError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    if not data:
+        raise CutoutError(f"{name}: empty file (0 bytes)")
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise CutoutError(f"{name}: a bare .npy array ({getattr(loaded, 'shape', '?')}), not an .npz cutout "
+                              f"with a 'cutout' array")
+        with loaded as z:
             if "cutout" not in z.files:
                 raise CutoutError(f"{name}: no 'cutout' array (keys: {sorted(z.files)[:8]})")
             raw = z["cutout"]
             fields = {k[5:]: _scalar(z[k]) for k in z.files if k.startswith("meta_")} if meta else {}
     except CutoutError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, EOFError) as exc:
         raise CutoutError(f"{name}: not a readable .npz cutout (corrupt or truncated: {exc})") from None
+    except Exception as exc:  # a damaged member can fail in numpy's header parser with almost any error
+        raise CutoutError(f"{name}: not a readable .npz cutout (corrupt: {type(exc).__name__}: {exc})") from None
     if raw.dtype.kind not in "fiu":
         raise CutoutError(f"{name}: 'cutout' has dtype {raw.dtype}; expected float nanomaggies")
     image = np.ascontiguousarray(_chw(raw, name, size), dtype=np.float32)
     nan = np.isnan(image)
     counts = {b: int(nan[i].sum()) for i, b in enumerate(BANDS)}
+    if nan.size and nan.mean() > max_nan_fraction:
+        raise CutoutError(f"{name}: {nan.mean():.0%} of its pixels are NaN {counts} (more than the "
+                          f"{max_nan_fraction:.0%} allowed: max_nan_fraction); not scored")
     if nan.any():
         if nan_policy == "error":
             raise CutoutError(f"{name}: {sum(counts.values())} NaN pixels {counts} (nan_policy='error')")
@@ -111,6 +128,8 @@ def load_cutout(path_or_uri: str | Path, *, store=None, nan_policy: str = "keep"
             raise CutoutError(f"{name}: no such cutout file") from None
         except IsADirectoryError:
             raise CutoutError(f"{name}: is a directory, not a cutout file") from None
+        except OSError as exc:
+            raise CutoutError(f"{name}: cannot be read ({exc.strerror or exc})") from None
     return parse_cutout(data, name, nan_policy=nan_policy, size=size, meta=meta)
 
 
@@ -145,20 +164,24 @@ def load_cutouts(paths: list[str], *, store=None, root: str | Path | None = None
     """Load many cutouts in parallel into one float32 (N, 3, 101, 101) array (order kept).
 
     Relative paths are taken under ``root`` (a local mirror) or as keys of ``store``. The first bad
-    file raises :class:`CutoutError`, unless ``errors`` (a dict) is given: then each failure is
+    file raises :class:`CutoutError`, unless ``errors`` (a dict) is given: then each failure of one file
+    (missing, unreadable, corrupt, wrong shape, mostly NaN: any exception but an unreachable store) is
     recorded there as ``{index: message}``, its image is all NaN, and the others still load."""
     from concurrent.futures import ThreadPoolExecutor
 
     from lenslib._tqdm import tqdm
+    from lenslib.data.storage import StoreUnreachable
 
     def one(k: int) -> np.ndarray:
         try:
             return load_cutout(_local_or_key(str(paths[k]), root, store), store=store, nan_policy=nan_policy,
                                meta=False, **store_options).image
-        except CutoutError as exc:
+        except StoreUnreachable:
+            raise  # the store is down: not a fault of this file, and every other read would fail too
+        except Exception as exc:  # noqa: BLE001 - any failure of one file is recorded, never fatal
             if errors is None:
                 raise
-            errors[k] = str(exc)
+            errors[k] = str(exc) if isinstance(exc, LenslibError) else f"{paths[k]}: {type(exc).__name__}: {exc}"
             return np.full((3, STAMP, STAMP), np.nan, np.float32)
 
     out = np.empty((len(paths), 3, STAMP, STAMP), np.float32)

@@ -34,7 +34,8 @@ class ManifestError(LenslibError, ValueError):
 
 
 def validate_manifest(df: pd.DataFrame, name: str = "manifest") -> pd.DataFrame:
-    """Check the columns training needs: present, labels 0/1, known splits, tiers of positives."""
+    """Check the columns training needs: present, labels 0/1, known splits; and that no object (``galaxy_id``,
+    ``cutout_path``) appears twice, in particular not in two splits (an error naming the object)."""
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ManifestError(f"{name}: missing column(s) {missing}; has {list(df.columns)[:12]}")
@@ -48,6 +49,20 @@ def validate_manifest(df: pd.DataFrame, name: str = "manifest") -> pd.DataFrame:
     if bad_split.any():
         raise ManifestError(f"{name}: unknown split(s) {sorted(set(df['split'][bad_split].astype(str)))}; "
                             f"expected {list(SPLITS)}")
+    for col in ("galaxy_id", "cutout_path"):
+        if col not in df.columns:
+            continue
+        dup = df[col].duplicated(keep=False) & df[col].notna()
+        if dup.any():
+            splits = df.loc[dup].groupby(col)["split"].nunique()
+            leak = splits[splits > 1]
+            if len(leak):
+                raise ManifestError(f"{name}: {len(leak)} {col}(s) appear in more than one split (e.g. "
+                                    f"{leak.index[0]!r} in {sorted(df.loc[df[col] == leak.index[0], 'split'])}): the "
+                                    f"validation would score objects the finder was trained on")
+            raise ManifestError(f"{name}: {int(dup.sum())} rows share a {col} (e.g. {df.loc[dup, col].iloc[0]!r} "
+                                f"{int((df[col] == df.loc[dup, col].iloc[0]).sum())} times); each object must appear "
+                                f"once")
     return df
 
 

@@ -270,7 +270,7 @@ class CachedStore(Store):
         if path.is_file():
             return path.read_bytes()
         data = self.inner._read(key)
-        write_bytes_atomic(path, data, unique=True)  # threads of one sync may read the same key
+        write_bytes_atomic(path, data)  # temporaries are per thread: threads of one sync may read one key
         return data
 
     def _exists(self, key: str) -> bool:
@@ -314,10 +314,17 @@ def sync(store: Store, prefix: str, dest: str | Path, *, workers: int = 8, progr
 
     Objects already present with the same size (and MD5 = ETag where the ETag is one) are skipped, so
     an interrupted sync resumes where it stopped; files are written via ``.part`` and renamed, so a
-    kill never leaves a truncated file under a real name. Downloads run on ``workers`` threads."""
+    kill never leaves a truncated file under a real name. Downloads run on ``workers`` threads. The sync
+    holds the lock of ``dest`` (:func:`lenslib._lock.output_lock`): a second sync into it stops at once."""
+    from lenslib._lock import output_lock
+
+    with output_lock(dest, "sync"):
+        return _sync(store, prefix, Path(dest), workers=workers, progress=progress, check_etag=check_etag)
+
+
+def _sync(store: Store, prefix: str, dest: Path, *, workers: int, progress: bool, check_etag: bool) -> SyncReport:
     from lenslib._tqdm import tqdm
 
-    dest = Path(dest)
     report = SyncReport()
     todo: list[ObjectInfo] = []
     for obj in store.list_objects(prefix):

@@ -17,6 +17,8 @@ import pandas as pd
 
 from lenslib import LenslibError
 from lenslib.data.storage import ArtefactMissing, Store
+from lenslib.experiments import checks
+from lenslib.experiments.checks import ArtefactFormatError
 
 GRID_CONDITIONS = ("no_poisson", "poisson")
 # the realism gate's grid with realistic sources (lenslib.experiments.compute.gate; not in the published D06)
@@ -52,23 +54,52 @@ class NotInTheseArtefacts(LenslibError, LookupError):
     the claim cannot be recomputed on these artefacts (it is not an error of the artefacts or of the code)."""
 
 
-class ArtefactFormatError(LenslibError, ValueError):
-    """An artefact exists but does not have the documented layout."""
+class ArtefactChecksumError(LenslibError, ValueError):
+    """An artefact's bytes are not those recorded for it (the published file the paper used, or what a
+    recompute wrote)."""
+
+
+VERIFY_MODES = ("error", "warn", "off")
 
 
 class D06Artefacts:
-    """The D06 result artefacts at one store. Reads are cached per instance."""
+    """The D06 result artefacts at one store. Reads are cached per instance.
 
-    def __init__(self, store: Store):
+    ``checksums`` (relative path → SHA-256) are checked on every read of a listed file: a mismatch raises
+    :class:`ArtefactChecksumError` naming the file (``on_mismatch="error"``), or is printed to stderr and
+    warned about (``"warn"``, for users who bring their own results), or not checked (``"off"``). Every
+    read is also checked for structure (:mod:`lenslib.experiments.checks`)."""
+
+    def __init__(self, store: Store, checksums: dict[str, str] | None = None, on_mismatch: str = "error"):
+        if on_mismatch not in VERIFY_MODES:
+            raise ValueError(f"on_mismatch must be one of {VERIFY_MODES}, got {on_mismatch!r}")
         self.store = store
+        self.checksums = dict(checksums or {})
+        self.on_mismatch = on_mismatch
+        self.mismatches: list[str] = []
         self._cache: dict[str, Any] = {}
 
     # low level ------------------------------------------------------------
     def _bytes(self, key: str, needed_for: str) -> bytes:
         try:
-            return self.store.read_bytes(key)
+            data = self.store.read_bytes(key)
         except ArtefactMissing as exc:
             raise ArtefactMissing(f"{exc}; needed for {needed_for}") from None
+        want = self.checksums.get(key)
+        if want and self.on_mismatch != "off":
+            got = self.store.reads[key].sha256 if key in self.store.reads else None
+            if got != want:
+                msg = (f"{self.store.url(key)}: SHA-256 {got} is not the recorded {want} (the file differs from the "
+                       f"one the paper used or the run wrote: truncated, edited or replaced)")
+                if self.on_mismatch == "error":
+                    raise ArtefactChecksumError(msg + "; set results_verify: warn to read it anyway")
+                import sys
+                import warnings
+
+                self.mismatches.append(key)
+                print(f"lenslib: WARNING: {msg}", file=sys.stderr)
+                warnings.warn(msg, stacklevel=3)
+        return data
 
     def json(self, key: str, needed_for: str = "this result") -> Any:
         if key not in self._cache:
@@ -81,6 +112,8 @@ class D06Artefacts:
 
     @staticmethod
     def _require(obj: dict, keys: list[str], where: str) -> None:
+        if not isinstance(obj, dict):
+            raise ArtefactFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         missing = [k for k in keys if k not in obj]
         if missing:
             raise ArtefactFormatError(f"{where}: missing key(s) {missing}")
@@ -90,6 +123,7 @@ class D06Artefacts:
         key = PATHS["tier_a_scoring"]
         d = self.json(key, "the Tier-A recall table")
         self._require(d, ["real_lens", "negatives", "recall_by_tier"], self.store.url(key))
+        checks.check_tier_a(d, self.store.url(key))
         return d
 
     def grid(self, condition: str) -> pd.DataFrame:
@@ -108,6 +142,9 @@ class D06Artefacts:
                 raise ArtefactFormatError(f"{self.store.url(key)}: missing column(s) {missing}")
             if df["sufficient"].dtype != bool:
                 df["sufficient"] = df["sufficient"].astype(str).str.lower().eq("true")
+            meta_key = PATHS["grid_meta"].format(condition=condition)
+            meta = self.grid_meta(condition) if self.store.exists(meta_key) else None
+            checks.check_grid(df, meta, self.store.url(key))
             self._cache[key] = df
         return self._cache[key]
 
@@ -142,6 +179,7 @@ class D06Artefacts:
         key = PATHS["bright_arc"].format(variant=variant)
         d = self.json(key, f"the bright-arc {variant} variant")
         self._require(d, ["results_by_bin", "magnitude_bins"], self.store.url(key))
+        checks.check_bright_arc(d, self.store.url(key))
         return d
 
     def probe_results(self) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from lenslib import LenslibError
+from lenslib._lock import LOCK_NAME, output_lock
 from lenslib._tqdm import tqdm
 from lenslib._util import atomic_write
 from lenslib.data.cutouts import load_cutouts
@@ -152,10 +154,23 @@ def score_manifest(model: nn.Module, manifest: pd.DataFrame, out: str | Path, *,
     chunks that are missing, and the parts are removed once ``out`` is complete. The parts are keyed to their
     inputs (:func:`scoring_fingerprint`: the model's weights, the manifest's rows, the preprocessing, the data
     root and the chunk size): parts made from other inputs are never mixed in; they are discarded, ``log`` (default:
-    stderr) says so, and scoring starts clean. The next chunk's cutouts are read while the current one is scored."""
+    stderr) says so, and scoring starts clean. The next chunk's cutouts are read while the current one is scored.
+    The job holds the lock of ``<out>.parts/``: a second scoring into the same ``out`` stops at once."""
     out = Path(out)
     parts = out.with_name(out.name + ".parts")
-    parts.mkdir(parents=True, exist_ok=True)
+    if batch_size < 1 or chunk_size < 1:
+        raise ScoringError(f"batch_size and chunk_size must be ≥ 1, got {batch_size} and {chunk_size}")
+    with output_lock(parts, "scoring"):
+        return _score_manifest(model, manifest, out, parts, spec=spec, root=root, store=store, path_col=path_col,
+                               batch_size=batch_size, chunk_size=chunk_size, workers=workers, progress=progress,
+                               log=log)
+
+
+def _score_manifest(model: nn.Module, manifest: pd.DataFrame, out: Path, parts: Path, *, spec: PreprocessSpec,
+                    root, store, path_col: str, batch_size: int, chunk_size: int, workers: int, progress: bool,
+                    log) -> pd.DataFrame:
+    if path_col not in manifest.columns:
+        raise ScoringError(f"the manifest has no column {path_col!r} (columns: {list(manifest.columns)[:12]})")
     keep = [c for c in KEEP_COLUMNS if c in manifest.columns and c != path_col]
     _check_resume(parts, scoring_fingerprint(model, manifest[[path_col, *keep]], spec, root, chunk_size), log)
     n = len(manifest)
@@ -192,9 +207,9 @@ def score_manifest(model: nn.Module, manifest: pd.DataFrame, out: str | Path, *,
                                                                                         "score", "error"])
     with atomic_write(out) as tmp:
         result.to_parquet(tmp, index=False)
-    for f in [*parts.glob("part_*.parquet"), parts / FINGERPRINT]:
+    for f in [*parts.glob("part_*.parquet"), parts / FINGERPRINT, parts / LOCK_NAME]:
         f.unlink(missing_ok=True)
-    parts.rmdir()
+    shutil.rmtree(parts, ignore_errors=True)
     return pd.read_parquet(out)
 
 

@@ -17,6 +17,7 @@ the epoch (B.3). So a run killed at any point and started again with the same co
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -152,9 +153,41 @@ def _split(df: pd.DataFrame, split: str, cfg: FinderConfig) -> pd.DataFrame:
     return part
 
 
+def data_fingerprint(tr: pd.DataFrame, va: pd.DataFrame, cfg: FinderConfig) -> str:
+    """SHA-256 of what the training reads from its manifest: the train and val rows' cutout paths and labels
+    (in order), the data root and lenslib's version. A checkpoint records it; resuming needs the same."""
+    from lenslib import __version__
+
+    d = cfg.dataset
+    h = hashlib.sha256(f"lenslib {__version__}\nroot {d.root}\n".encode())
+    for name, part in (("train", tr), ("val", va)):
+        h.update(f"{name} {len(part)}\n".encode())
+        h.update(pd.util.hash_pandas_object(part[[d.cutout_path_col, d.label_col]], index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
 def train(cfg: FinderConfig, *, manifest: pd.DataFrame | None = None, store=None, resume: bool = True,
           progress: bool = True, log: Callable[[str], None] | None = print) -> TrainResult:
-    """Train (or continue training) the config's model; checkpoints and metrics go to ``train.out_dir``."""
+    """Train (or continue training) the config's model; checkpoints and metrics go to ``train.out_dir``.
+
+    The training holds the lock of ``train.out_dir`` (a second training into it stops at once, naming the
+    process) and resumes from ``last.pt`` only when the config and the training data are those it was made
+    with (else :class:`TrainingError` says what changed)."""
+    from lenslib._lock import output_lock
+    from lenslib.data.cutouts import CutoutError
+
+    with output_lock(cfg.train.out_dir, "training"):
+        try:
+            return _train(cfg, manifest=manifest, store=store, resume=resume, progress=progress, log=log)
+        except CutoutError as exc:  # from a DataLoader worker the message carries the worker's traceback
+            last = str(exc).strip().splitlines()[-1]
+            last = last.split(": ", 1)[1] if last.startswith("lenslib.") and ": " in last else last
+            raise TrainingError(f"{cfg.source}: a training cutout cannot be used: {last} (fix or drop it from the "
+                                f"manifest; training resumes from the last finished epoch)") from None
+
+
+def _train(cfg: FinderConfig, *, manifest: pd.DataFrame | None, store, resume: bool, progress: bool,
+           log: Callable[[str], None] | None) -> TrainResult:
     t, d = cfg.train, cfg.dataset
     out = Path(t.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,9 +226,14 @@ def train(cfg: FinderConfig, *, manifest: pd.DataFrame | None = None, store=None
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     start, best_auc, best_epoch, history = 1, -math.inf, 0, []
     last = out / "last.pt"
+    fingerprint = data_fingerprint(tr, va, cfg)
     if resume and last.exists():
         ck = read_checkpoint(last)
         _check_resumable(ck, cfg, last)
+        if ck.get("data_fingerprint", fingerprint) != fingerprint:
+            raise TrainingError(f"{last} was trained on other data (the manifest's train/val rows, their cutout "
+                                f"paths or labels, or dataset.root differ); use another train.out_dir, or "
+                                f"resume=False (--no-resume) to start over")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
@@ -259,10 +297,9 @@ def train(cfg: FinderConfig, *, manifest: pd.DataFrame | None = None, store=None
         history.append(rec)
         state = {"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                  "scaler": scaler.state_dict(), "best_auc": best_auc, "best_epoch": best_epoch, "history": history,
-                 **cfg.to_dict(), "preprocess_spec": {"mode": spec.mode, "crop": False, "crop_size": 0,
-                                                      "clip_range": spec.clip_range,
-                                                      "annulus_r_in": spec.annulus_r_in,
-                                                      "annulus_r_out": spec.annulus_r_out}}
+                 "data_fingerprint": fingerprint, **cfg.to_dict(),
+                 "preprocess_spec": {"mode": spec.mode, "crop": False, "crop_size": 0, "clip_range": spec.clip_range,
+                                     "annulus_r_in": spec.annulus_r_in, "annulus_r_out": spec.annulus_r_out}}
         if improved:
             save_checkpoint(out / "best.pt", state)
         if epoch % t.save_every == 0:

@@ -17,12 +17,11 @@ class PaperError(LenslibError):
 
 def artefacts_for(params: dict[str, Any]):
     """The D06 artefacts a profile's numbers come from: published ones, or ``<output_dir>/results``."""
-    from lenslib.experiments.artefacts import D06Artefacts
-    from lenslib.repro.params import open_param_store, resolve_path
+    from lenslib.repro.params import open_artefacts, resolve_path
 
     if params["results_uri"] is None:
         params = {**params, "results_uri": str(resolve_path(params["output_dir"]) / "results")}
-    return D06Artefacts(open_param_store(params, "results_uri"))
+    return open_artefacts(params)
 
 
 def tex_source(params: dict[str, Any], tex: str | None = None) -> Path:

@@ -56,6 +56,42 @@ def _unit_interval(value: list) -> str | None:
     return None if value else "must list at least one mix"
 
 
+def _nonempty(value: str) -> str | None:
+    return "must not be empty" if not value.strip() else None
+
+
+def _folder(value: str) -> str | None:
+    if not value.strip():
+        return "must not be empty (it would write into the repository root)"
+    p = resolve_path(value)
+    if p.resolve() == REPO_ROOT.resolve():
+        return f"must not be the repository root ({value!r}); give a folder such as runs/<profile>"
+    return None
+
+
+def _uri(value: str) -> str | None:
+    if not value.strip():
+        return "must not be empty"
+    if value.startswith("s3://") and not value[5:].split("/")[0]:
+        return f"{value!r} has no bucket name (s3://bucket/prefix)"
+    if "://" in value and not value.startswith("s3://"):
+        return f"{value!r}: only s3:// URIs and local paths are supported"
+    return None
+
+
+def _endpoint(value: str) -> str | None:
+    from urllib.parse import urlparse
+
+    u = urlparse(value)
+    if u.scheme not in ("http", "https") or not u.netloc:
+        return f"{value!r} is not an http(s)://host[:port] URL"
+    try:
+        u.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return f"{value!r} has a malformed port"
+    return None
+
+
 def _range(value: list) -> str | None:
     return None if len(value) == 2 and value[0] <= value[1] else "must be [low, high]"
 
@@ -63,20 +99,32 @@ def _range(value: list) -> str | None:
 SCHEMA: dict[str, Param] = {
     "profile": Param("str", "name of the profile (the params file stem)", required=True),
     "description": Param("str", "one line saying what the profile is for", default=""),
+    "profile_file": Param("str", "the params file these values came from, when it is not params/<profile>.yaml "
+                          "(set by lenslib; the notebooks of a run read it)", nullable=True),
     "results_uri": Param(
         "str",
         "where the D06 result artefacts are: an s3:// URI or a local directory with the same layout "
         "(null with recompute: true: <output_dir>/results, where the recompute writes them)",
-        nullable=True,
+        nullable=True, check=_uri,
     ),
-    "output_dir": Param("str", "where tables, figures and JSON of this run are written", required=True),
+    "output_dir": Param("str", "where tables, figures and JSON of this run are written", required=True,
+                        check=_folder),
+    "results_checksums": Param("str", "SHA-256 list the result artefacts are checked against on every read "
+                               "(params/d06_checksums.json: the published D06 files; null: what the folder's own "
+                               "provenance.json recorded, if anything)", nullable=True, check=_nonempty),
+    "results_verify": Param("str", "on a checksum mismatch: error (stop, naming the file), warn (read it anyway, "
+                            "loudly: for results you bring yourself) or off", default="error",
+                            check=lambda v: None if v in ("error", "warn", "off")
+                            else "must be 'error', 'warn' or 'off'"),
     "figure_formats": Param("list[str]", "file formats of every figure", default=["pdf", "png"], check=_formats),
     "figure_dpi": Param("int", "resolution of raster figures", default=150, check=_positive),
     "s3_region": Param("str", "AWS region of the bucket", default="us-east-2"),
-    "s3_endpoint_url": Param("str", "S3 endpoint override (a local S3 server, another provider)", nullable=True),
+    "s3_endpoint_url": Param("str", "S3 endpoint override (a local S3 server, another provider)", nullable=True,
+                             check=_endpoint),
     "s3_anonymous": Param("bool", "read the bucket without credentials (unsigned requests)", default=True),
     "s3_max_attempts": Param("int", "attempts per S3 request before giving up", default=4, check=_positive),
-    "s3_connect_timeout": Param("float", "seconds to wait for an S3 connection", default=5.0),
+    "s3_connect_timeout": Param("float", "seconds to wait for an S3 connection", default=5.0,
+                                check=lambda v: None if 0 < v <= 3600 else "must be in (0, 3600] seconds"),
     "claims_file": Param("str", "the claims registry", default="params/claims.yaml"),
     "paper_tex": Param("str", "the authors' LaTeX source (its folder must hold the class and .bst files); "
                        "rebuilt with this run's figures and audited number by number", nullable=True),
@@ -104,7 +152,7 @@ SCHEMA: dict[str, Param] = {
                                   default=21.0),
     # data section
     "data_uri": Param("str", "root of the project's data (s3://bucket/prefix or a local mirror): "
-                      "cutouts/, manifests/, ...", default="s3://darkhaloscope/stronglens_calibration/"),
+                      "cutouts/, manifests/, ...", default="s3://darkhaloscope/stronglens_calibration/", check=_uri),
     "catalogue_desi": Param("str", "DESI lens-candidate catalogue CSV (positives)",
                             default="../shared/data/catalogs/desi_candidates.csv"),
     "catalogue_lenscat": Param("str", "external known-lens compilation CSV (lenscat format)", nullable=True),
@@ -140,7 +188,8 @@ SCHEMA: dict[str, Param] = {
     "grid_host_max": Param("int", "validation negatives in the grid's host pool (paper 20 000)", default=20_000,
                            check=_positive),
     "grid_seed": Param("int", "seed of the grid's host choices, draws and Poisson noise (paper 1337)", default=1337),
-    "grid_max_retries": Param("int", "failed attempts allowed per injection of a cell (paper 5)", default=5),
+    "grid_max_retries": Param("int", "failed attempts allowed per injection of a cell (paper 5)", default=5,
+                              check=lambda v: None if v >= 0 else "must be ≥ 0"),
     "grid_shard_injections": Param("int", "injections per grid shard (the unit of resume)", default=4096,
                                    check=_positive),
     "bright_arc_hosts": Param("int", "hosts of the bright-arc test (paper 200)", default=200, check=_positive),
@@ -214,6 +263,9 @@ def validate(values: Mapping[str, Any], source: str) -> dict[str, Any]:
             raise ParamError(
                 f"{source}: parameter {name!r} must be {spec.kind}, got {type(value).__name__} {value!r}"
             )
+        if spec.kind == "str" and name != "description" and not value.strip():
+            raise ParamError(f"{source}: parameter {name!r} must not be empty"
+                             + (" (use null for none)" if spec.nullable else f" ({spec.doc})"))
         if spec.check is not None and (msg := spec.check(value)):
             raise ParamError(f"{source}: parameter {name!r} {msg}")
         out[name] = value
@@ -224,7 +276,8 @@ def validate(values: Mapping[str, Any], source: str) -> dict[str, Any]:
 
 
 def profile_path(profile: str) -> Path:
-    """The params file of a profile name, or the path itself if ``profile`` is a file."""
+    """The params file of a profile name, or the path itself if ``profile`` is a file (anywhere: :func:`load`
+    records it as ``profile_file`` so that the notebooks of a run read the same file)."""
     candidate = Path(profile)
     if candidate.suffix in (".yaml", ".yml") and candidate.exists():
         return candidate
@@ -258,10 +311,24 @@ def open_param_store(params: Mapping[str, Any], key: str):
                       connect_timeout=params["s3_connect_timeout"])
 
 
+def open_artefacts(params: Mapping[str, Any], store=None):
+    """The D06 artefacts at ``results_uri`` (or ``store``), checked on every read against ``results_checksums``
+    (or the folder's own recorded checksums) as ``results_verify`` says."""
+    from lenslib.experiments.artefacts import D06Artefacts
+    from lenslib.experiments.verify import checksums_for
+
+    store = store or open_param_store(params, "results_uri")
+    mode = params.get("results_verify", "error")
+    sums = {} if mode == "off" else checksums_for(store, params.get("results_checksums"))
+    return D06Artefacts(store, sums, mode)
+
+
 def load(profile: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Load a profile, apply overrides, validate. Overrides are validated as ``--set``."""
     path = profile_path(profile)
     values = read_yaml_mapping(path)
     validate(values, source=str(path))  # the file on its own must be valid
     merged = {**values, **(overrides or {})}
+    if path.resolve() != (PARAMS_DIR / f"{values.get('profile')}.yaml").resolve():
+        merged["profile_file"] = str(path.resolve())
     return validate(merged, source=f"{path} with --set {dict(overrides or {})}")

@@ -9,12 +9,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from lenslib._util import resolve_path
+from lenslib._lock import output_lock
+from lenslib._util import resolve_path, write_json
 from lenslib.data.catalogues import read_catalogue
 from lenslib.data.storage import ArtefactMissing
 from lenslib.experiments.compute import (
@@ -46,11 +49,79 @@ def _check(params: dict[str, Any]) -> None:
                                     else "give the training manifest, a key under data_uri or a local file"))
 
 
+#: the parameters that determine the recompute's artefacts (the run's fingerprint; the rest shape only the book)
+COMPUTE_KEYS = ("data_uri", "manifest", "finder_checkpoint", "injection_priors", "injection_sampling",
+                "injection_gain", "catalogue_desi", "device", "fpr_negatives", "fpr_targets", "tier_a_negatives",
+                "grid_injections_per_cell", "grid_host_max", "grid_seed", "grid_max_retries", "grid_shard_injections",
+                "bright_arc_hosts", "bright_arc_seed", "probe_samples", "probe_permutations", "probe_bootstraps",
+                "probe_seed", "probe_umap", "gate", "gate_mixes", "gate_samples", "gate_injections_per_cell",
+                "gate_seed", "gate_min_arc_snr", "gate_theta_e", "gate_source_r_mag")
+FINGERPRINT = "fingerprint.json"
+
+
+def run_fingerprint(params: dict[str, Any], inputs_files: dict[str, dict]) -> dict[str, Any]:
+    """What determines a recompute's artefacts: the compute parameters, the SHA-256 of every input (manifest,
+    checkpoint, priors) and lenslib's version."""
+    from lenslib import __version__
+
+    return json.loads(json.dumps({"lenslib": __version__, "parameters": {k: params.get(k) for k in COMPUTE_KEYS},
+                                  "inputs": {k: v["sha256"] for k, v in sorted(inputs_files.items())}}, default=str))
+
+
+def _keyed_resume(out: Path, fingerprint: dict[str, Any], log) -> None:
+    """Keep what an earlier run left in ``results/`` and ``work/`` only if it was made from the same inputs and
+    parameters; otherwise say what changed, remove it and start clean. Then drop any artefact whose bytes
+    drifted from what the finished run recorded, so that it is recomputed rather than trusted."""
+    mark = out / "work" / FINGERPRINT
+    try:
+        old = json.loads(mark.read_text()) if mark.exists() else None
+    except ValueError:
+        old = {}
+    leftovers = [p for sub in ("results", "work") if (out / sub).is_dir() for p in (out / sub).iterdir()
+                 if not (sub == "work" and p.name in ("cache", FINGERPRINT))]  # the inputs' cache is keyed by them
+    if leftovers and old != fingerprint:
+        if old:
+            changed = sorted({f"{part}.{k}" for part in ("parameters", "inputs")
+                              for k in set(old.get(part, {})) | set(fingerprint[part])
+                              if old.get(part, {}).get(k) != fingerprint[part].get(k)}
+                             | ({"lenslib"} if old.get("lenslib") != fingerprint["lenslib"] else set()))
+            why = f"were made with other inputs or parameters ({', '.join(changed[:8])})"
+        else:
+            why = "have no record of the inputs they were made from"
+        log(f"recompute: the results and work in {out} {why}; they are removed and the recompute starts clean")
+        for p in leftovers:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    from lenslib.experiments.verify import recorded_checksums
+
+    results = out / "results"
+    if (results / "provenance.json").exists():
+        from lenslib.data.storage import open_store
+
+        recorded = recorded_checksums(open_store(str(results)))
+        drifted = [k for k, want in recorded.items() if (results / k).is_file()
+                   and hashlib.sha256((results / k).read_bytes()).hexdigest() != want]
+        for k in drifted:
+            (results / k).unlink()
+        if drifted:
+            log(f"recompute: {len(drifted)} artefact(s) differ from what the run recorded ({', '.join(drifted[:4])}"
+                f"{', …' if len(drifted) > 4 else ''}); they are computed again")
+        (results / "provenance.json").unlink()
+    write_json(mark, fingerprint)
+
+
 def recompute(params: dict[str, Any], *, progress: bool = True, log=print, timings: dict | None = None) -> Path:
     """Run the six experiments (and provenance) of a profile; returns the results folder. ``timings``, if
-    given, receives each step's wall time (s)."""
+    given, receives each step's wall time (s).
+
+    The recompute holds the lock of ``output_dir`` (a second run into it stops at once) and resumes only what
+    was made from the same inputs and parameters (:func:`run_fingerprint`); anything else is removed first."""
     _check(params)
     out = resolve_path(params["output_dir"])
+    with output_lock(out, "recompute"):
+        return _recompute(params, out, progress=progress, log=log, timings=timings)
+
+
+def _recompute(params: dict[str, Any], out: Path, *, progress: bool, log, timings: dict | None) -> Path:
     results, work = out / "results", out / "work"
     store = open_param_store(params, "data_uri")
     try:
@@ -60,6 +131,7 @@ def recompute(params: dict[str, Any], *, progress: bool = True, log=print, timin
         if exc.param == "finder_checkpoint":
             raise RecomputeError(TRAIN_HINT.format(where=params["finder_checkpoint"]) + f" ({exc})") from None
         raise
+    _keyed_resume(out, run_fingerprint(params, inputs.files), log)
     meta = tier_a.run_meta(inputs, params["finder_checkpoint"], params["manifest"])
     sampling, t_all = params["injection_sampling"], time.perf_counter()
     log(f"recompute on {inputs.device}: {len(inputs.manifest)} manifest rows, finder {inputs.finder.arch}")
@@ -107,7 +179,7 @@ def recompute(params: dict[str, Any], *, progress: bool = True, log=print, timin
 
 def _recorded(params: dict[str, Any]) -> dict[str, Any]:
     """The parameters a finished recompute records in ``results/provenance.json``."""
-    return {k: params[k] for k in sorted(params) if not k.startswith("s3_")}
+    return {k: params[k] for k in sorted(params) if not k.startswith("s3_") and k != "profile_file"}
 
 
 def completed_results(params: dict[str, Any]) -> Path | None:

@@ -67,9 +67,13 @@ KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TQDM_DISABLE": "1"}
 
 @contextmanager
 def _kernel_env() -> Iterator[None]:
-    """Kernels inherit this process's environment: set :data:`KERNEL_ENV` while they run."""
-    old = {k: os.environ.get(k) for k in KERNEL_ENV}
-    os.environ.update(KERNEL_ENV)
+    """Kernels inherit this process's environment: set :data:`KERNEL_ENV` while they run (and tell them which
+    output folders this run holds the locks of, so that a kernel writing into them is not refused)."""
+    from lenslib._lock import HELD_ENV, held_folders
+
+    env = {**KERNEL_ENV, HELD_ENV: os.pathsep.join(held_folders())}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield
     finally:
@@ -124,10 +128,10 @@ def _overrides(params: dict[str, Any]) -> dict[str, Any]:
     from lenslib.repro import params as P
 
     try:
-        base = P.load(str(params["profile"]))
+        base = P.load(str(params.get("profile_file") or params["profile"]))
     except LenslibError:
         return {}
-    return {k: v for k, v in params.items() if k != "profile" and base.get(k) != v}
+    return {k: v for k, v in params.items() if k not in ("profile", "profile_file") and base.get(k) != v}
 
 
 def build_book(output_dir: Path | None = None, profile: str = "demo", banner: str | None = None) -> Path:
@@ -181,7 +185,16 @@ def run(params: dict[str, Any], only: str | None = None, book: bool = True, log=
     """Execute the notebooks (all, or ``only`` one) and build the book. Returns timings.
 
     With ``recompute: true`` the experiments are computed (or resumed) first, and the notebooks read their
-    artefacts (``<output_dir>/results``) instead of published ones."""
+    artefacts (``<output_dir>/results``) instead of published ones. The run holds the locks of ``output_dir``
+    and of ``book/executed/`` (one run at a time per checkout executes notebooks): a second run stops at once,
+    naming the folder and the process."""
+    from lenslib._lock import output_lock
+
+    with output_lock(resolve_path(params["output_dir"]), "run"), output_lock(EXECUTED_DIR, "run"):
+        return _run(params, only=only, book=book, log=log)
+
+
+def _run(params: dict[str, Any], only: str | None, book: bool, log) -> dict:
     from lenslib.repro.recompute import ensure_results
 
     names = select_notebooks(only)

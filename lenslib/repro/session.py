@@ -24,7 +24,6 @@ import pandas as pd
 
 from lenslib._util import write_bytes_atomic
 from lenslib.data.storage import Store
-from lenslib.experiments.artefacts import D06Artefacts
 from lenslib.repro import params as P
 from lenslib.repro import views
 from lenslib.repro.provenance import write_reads
@@ -54,7 +53,7 @@ class Session:
         self.params = params
         self.notebook = notebook
         self.store = store or P.open_param_store(params, "results_uri")
-        self.art = D06Artefacts(self.store)
+        self.art = P.open_artefacts(params, self.store)
         self.out = P.resolve_path(params["output_dir"])
         for sub in ("tables", "figures", "provenance/reads"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
@@ -164,7 +163,7 @@ def start(namespace: Mapping[str, Any], notebook: str) -> Session:
     profile = injected.get("profile")
     if not isinstance(profile, str):
         raise P.ParamError(f"notebook {notebook}: parameter 'profile' must name a params file, got {profile!r}")
-    path = P.profile_path(profile)
+    path = P.profile_path(injected.get("profile_file") or profile)
     base = P.read_yaml_mapping(path)
     P.validate(base, source=str(path))
     merged = {**base, **injected}

@@ -68,7 +68,15 @@ def _trained(path: Path, cfg) -> bool:
 
 
 def ensure_world(params: dict[str, Any], *, progress: bool = True, log=print) -> dict[str, float]:
-    """Make the survey and train the finder of a ``synthetic_world`` profile if needed; wall time per step (s)."""
+    """Make the survey and train the finder of a ``synthetic_world`` profile if needed; wall time per step (s).
+    Holds the lock of the world's folder while it works."""
+    from lenslib._lock import output_lock
+
+    with output_lock(world_root(params), "synthetic world"):
+        return _ensure_world(params, progress=progress, log=log)
+
+
+def _ensure_world(params: dict[str, Any], *, progress: bool, log) -> dict[str, float]:
     root, spec, times = world_root(params), survey_spec(params), {}
     t0 = time.perf_counter()
     ckpt = root / params["finder_checkpoint"]

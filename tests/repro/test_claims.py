@@ -87,7 +87,20 @@ def test_cli_fails_on_tampered_artefact(d06, tmp_path):
     csv.write_text("\n".join(lines) + "\n")
     p = _cli("--results-uri", str(copy))
     assert p.returncode == 1
-    assert "claim grid_p03_no_poisson_pct: disagrees" in p.stderr
+    # the edited count no longer matches its completeness: the structure check names the file and the row
+    assert "claim grid_p03_no_poisson_pct: error" in p.stderr and "selection_function.csv: row" in p.stderr
+    assert "is not n_detected / n_injections" in p.stderr
+    # edited consistently (count and completeness), the numbers read, and the claim disagrees
+    lines = csv.read_text().splitlines()
+    for i, line in enumerate(lines):
+        f = line.split(",")
+        if i and f[3] == "0.3" and f[6] == "all" and int(f[7]) > 0 and int(f[8]) >= 100:
+            f[10] = repr(int(f[8]) / int(f[7]))
+            lines[i] = ",".join(f)
+            break
+    csv.write_text("\n".join(lines) + "\n")
+    p = _cli("--results-uri", str(copy))
+    assert p.returncode == 1 and "claim grid_p03_no_poisson_pct: disagrees" in p.stderr, p.stderr[-800:]
 
 
 def test_cli_bad_parameter_exit_2():

@@ -1,7 +1,8 @@
 """§E.7: ``provenance.json``, the SHA-256 of every input and of lenslib's code, and where and how it ran.
 
 The ``files`` map has the authors' layout (relative path → ``{sha256, size_bytes}``); lenslib adds the
-inputs' locations (``sources``), its git commit, the device and the package versions.
+inputs' locations (``sources``), its git commit, the device, the package versions and ``artefacts``: the
+SHA-256 of every file the recompute wrote, which every later read and ``python -m lenslib verify`` check.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from lenslib._util import REPO_ROOT, git_commit, utc_now, write_json
+from lenslib.experiments.verify import artefact_checksums
 
 PACKAGES = ("lenslib", "numpy", "scipy", "pandas", "pyarrow", "astropy", "torch", "scikit-learn", "statsmodels",
             "boto3", "lenstronomy")
@@ -43,6 +45,7 @@ def write_provenance(results: Path, inputs_files: dict[str, dict], *, device: st
            "sources": {name: f["uri"] for name, f in sorted(inputs_files.items())},
            "git_commit": git_commit(), "device": device,
            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-           "python": platform.python_version(), "packages": _versions(), "parameters": params or {}}
+           "python": platform.python_version(), "packages": _versions(), "parameters": params or {},
+           "artefacts": artefact_checksums(results)}
     write_json(results / "provenance.json", doc)
     return doc
