@@ -51,11 +51,11 @@ def raw_robust(images: Any, spec: PreprocessSpec = PreprocessSpec()) -> Any:
     """Normalise (3, H, W) or (B, 3, H, W) images (numpy or tensor; returns the same kind, float32)."""
     is_np = not isinstance(images, torch.Tensor)
     x = torch.as_tensor(np.asarray(images, dtype=np.float32)) if is_np else images.to(torch.float32)
+    if x.ndim not in (3, 4) or x.shape[-3] != 3:
+        raise PreprocessError(f"expected (3, H, W) or (B, 3, H, W) images, got shape {tuple(x.shape)}")
     single = x.ndim == 3
     if single:
         x = x[None]
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise PreprocessError(f"expected (3, H, W) or (B, 3, H, W) images, got shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
     mask = annulus_mask(h, w, spec.annulus_r_in, spec.annulus_r_out)
     if mask.sum() < MIN_ANNULUS_PIXELS:
