@@ -25,7 +25,7 @@ for line in "${lines[@]}"; do
   if [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " == *" $name "* ]]; then selected+=("$line"); fi
 done
 for w in "${wanted[@]}"; do
-  printf '%s\n' "${lines[@]}" | cut -d'|' -f1 | xargs -n1 | grep -qx "$w" || { echo "no group '$w' in $groups_file" >&2; exit 2; }
+  printf '%s\n' "${lines[@]}" | cut -d'|' -f1 | xargs -n1 | grep -x "$w" >/dev/null || { echo "no group '$w' in $groups_file" >&2; exit 2; }
 done
 
 mkdir -p "$work_root"

@@ -106,7 +106,7 @@ def test_bn_methods():
     n = np.array([0.5, 1.0, 2.0, 4.0])
     exact = sersic_bn(n, "exact")
     assert np.allclose(sersic_bn(n, "ciotti_bertin"), exact, rtol=1e-3)
-    assert np.allclose(sersic_bn(n, "leading"), 2 * n - 1 / 3)
+    assert np.allclose(sersic_bn(n, "leading"), [2 / 3, 5 / 3, 11 / 3, 23 / 3])  # 2n − 1/3 by hand
     with pytest.raises(ValueError, match="b_n method"):
         sersic_bn(n, "approx")
 
