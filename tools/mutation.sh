@@ -18,14 +18,14 @@ shared="$(cd "$repo/.." && pwd)/shared"
 command -v mutmut >/dev/null || { echo "mutmut is not installed: pip install -e '.[mutation]'" >&2; exit 2; }
 
 mapfile -t lines < <(grep -v '^\s*#' "$groups_file" | grep -v '^\s*$')
-wanted=("$@")
-selected=()
-for line in "${lines[@]}"; do
-  name="$(echo "${line%%|*}" | xargs)"
-  if [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " == *" $name "* ]]; then selected+=("$line"); fi
+names=()
+for line in "${lines[@]}"; do names+=("$(echo "${line%%|*}" | xargs)"); done
+for w in "$@"; do
+  [[ " ${names[*]} " == *" $w "* ]] || { echo "no group '$w' in $groups_file" >&2; exit 2; }
 done
-for w in "${wanted[@]}"; do
-  printf '%s\n' "${lines[@]}" | cut -d'|' -f1 | xargs -n1 | grep -x "$w" >/dev/null || { echo "no group '$w' in $groups_file" >&2; exit 2; }
+selected=()
+for i in "${!lines[@]}"; do
+  if [ $# -eq 0 ] || [[ " $* " == *" ${names[i]} "* ]]; then selected+=("${lines[i]}"); fi
 done
 
 mkdir -p "$work_root"
