@@ -1,4 +1,4 @@
-"""Command line: ``python -m lenslib run|recompute|claims|audit|paper|params|verify|synth|train|score``.
+"""Command line: ``python -m lenslib run|recompute|claims|audit|paper|params|verify|synth|train|score|extract``.
 
 A user error or an environment fault (a missing file, a full or read-only disk, a folder in use) prints one
 line naming the file or parameter and exits 1 (2 for a parameter); ``--debug`` (or ``LENSLIB_DEBUG=1``) shows
@@ -98,7 +98,47 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--split", help="score only this split")
     sc.add_argument("--batch-size", type=_at_least(1), default=256)
     sc.add_argument("--arch", help="architecture of a bare state dict")
+    sc.add_argument("--chunk-size", type=_at_least(1), default=4096, help="rows per shard (per task on Dask)")
+    sc.add_argument("--executor", choices=["local", "dask"], default="local",
+                    help="score here, or a task per chunk on a Dask cluster")
+    sc.add_argument("--scheduler", help="address of a Dask scheduler (default with --executor dask: a local "
+                                        "cluster)")
+
+    x = sub.add_parser("extract", help="cut 101×101 g, r, z cutouts at many positions from DR10 coadd tiles, one "
+                                       "task per brick; writes <out>/cutouts/, shards/ and extracted.parquet")
+    x.add_argument("--positions", required=True, help="CSV or parquet with an id column, ra, dec (deg) and "
+                                                      "optionally brick")
+    x.add_argument("--tiles", required=True, help="coadd root (s3:// URI or directory holding <brick>/ folders)")
+    x.add_argument("--bricks", help="survey-bricks FITS table, to find the brick of positions without one")
+    x.add_argument("--out", required=True, help="output directory")
+    x.add_argument("--id-column", default="id", help="column of positions that names each cutout (default: id)")
+    x.add_argument("--executor", choices=["local", "dask"], default="local")
+    x.add_argument("--scheduler", help="address of a Dask scheduler (default with --executor dask: a local "
+                                       "cluster)")
+    x.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def _extract(args) -> int:
+    import pandas as pd
+
+    from lenslib.data.extract import ExtractError, extract_cutouts
+    from lenslib.parallel import make_executor
+
+    path = str(args.positions)
+    try:
+        positions = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+    except FileNotFoundError:
+        raise ExtractError(f"--positions: {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ExtractError(f"--positions: {path}: not a readable CSV or parquet table ({exc})") from None
+    with make_executor(args.executor, args.scheduler) as executor:
+        df = extract_cutouts(args.tiles, positions, args.out, bricks=args.bricks, id_column=args.id_column,
+                             executor=executor, progress=not args.no_progress)
+    failed = int(df["error"].notna().sum())
+    print(f"{len(df) - failed} cutouts, {failed} positions without one (see the error column) → "
+          f"{os.path.join(args.out, 'extracted.parquet')}")
+    return 0
 
 
 def _tools(args) -> int:
@@ -126,7 +166,11 @@ def _tools(args) -> int:
         df = read_manifest(args.manifest)
         if args.split:
             df = df[df["split"] == args.split]
-        out = score_manifest(finder.model, df, args.out, spec=finder.spec, root=args.root, batch_size=args.batch_size)
+        from lenslib.parallel import make_executor
+
+        with make_executor(args.executor, args.scheduler) as executor:
+            out = score_manifest(finder.model, df, args.out, spec=finder.spec, root=args.root,
+                                 batch_size=args.batch_size, chunk_size=args.chunk_size, executor=executor)
         print(f"{len(out)} rows scored ({int(out['error'].notna().sum())} failed to load) → {args.out}")
     return 0
 
@@ -229,6 +273,8 @@ def _main(args) -> int:
 
     if args.command in ("synth", "train", "score"):
         return _tools(args)
+    if args.command == "extract":
+        return _extract(args)
     overrides = P.parse_set(args.set)
     if getattr(args, "results_uri", None):
         overrides["results_uri"] = args.results_uri

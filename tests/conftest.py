@@ -79,7 +79,12 @@ def s3_endpoint():
     url = f"http://127.0.0.1:{port}"
     client = boto3.client("s3", endpoint_url=url, region_name="us-east-2",
                           aws_access_key_id="test", aws_secret_access_key="test")
-    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
+    try:
+        client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-east-2"})
+    except client.exceptions.BucketAlreadyOwnedByYou:  # moto's backend outlives a pytest session run in-process
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):  # (as mutmut does): empty it
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=BUCKET, Key=obj["Key"])
     policy = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
         "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]}]}

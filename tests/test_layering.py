@@ -14,6 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "lenslib"
 # bottom to top; modules in one layer but different subpackages must not import each other
 LAYERS: list[set[str]] = [
     {"lenslib", "lenslib._util", "lenslib._lock", "lenslib._tqdm", "lenslib.survey", "lenslib.stats"},
+    {"lenslib.parallel"},
     {"lenslib.data", "lenslib.injection"},
     {"lenslib.finder"},
     {"lenslib.experiments"},
@@ -84,7 +85,7 @@ def test_every_module_is_in_a_layer_and_the_top_level_is_small():
     top = {p.name for p in PKG.glob("*.py")}
     assert top == TOP_MODULES, f"modules at the top of lenslib/: {sorted(top)}"
     subpackages = {p.parent.name for p in PKG.glob("*/__init__.py")}
-    assert subpackages == {"data", "injection", "finder", "experiments", "repro", "synthetic", "paper"}
+    assert subpackages == {"parallel", "data", "injection", "finder", "experiments", "repro", "synthetic", "paper"}
 
 
 def test_no_import_goes_up_or_sideways():

@@ -6,6 +6,7 @@
 - ``catalogues``  lens catalogues (DESI candidates, lenscat) → positives with tiers
 - ``spatial``     HEALPix pixels, the SHA-256 train/val/test split, exclusion radii
 - ``coadd``       DR10 coadd bricks (per-band image and invvar FITS) → cutouts
+- ``extract``     cutouts of many positions from the coadd tiles, one task per brick (local or Dask)
 - ``plots``       figures of the data section
 
 Modules are imported on demand (``from lenslib.data import cutouts``).

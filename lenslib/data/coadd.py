@@ -79,42 +79,76 @@ def _read_tile(read, brick: str, kind: str, band: str) -> tuple[np.ndarray, WCS]
     return None
 
 
+class BrickTiles:
+    """One brick's tiles, each read on first use and then kept: many stamps are cut from one read.
+
+    ``read(key)`` returns the bytes of a key relative to the coadd root (e.g. ``store.read_bytes``). A tile
+    that is missing is remembered as missing, one that is unreadable raises the same :class:`CoaddError`
+    every time it is asked for (it is read once)."""
+
+    def __init__(self, read, brick: str):
+        self.read, self.brick = read, brick
+        self._tiles: dict[tuple[str, str], tuple[np.ndarray, WCS] | None | CoaddError] = {}
+
+    def tile(self, kind: str, band: str) -> tuple[np.ndarray, WCS] | None:
+        """(data, WCS) of the ``kind`` ("image" or "invvar") tile of ``band``; None if it does not exist."""
+        key = (kind, band)
+        if key not in self._tiles:
+            try:
+                self._tiles[key] = _read_tile(self.read, self.brick, kind, band)
+            except CoaddError as exc:
+                self._tiles[key] = exc
+        got = self._tiles[key]
+        if isinstance(got, CoaddError):
+            raise CoaddError(str(got))
+        return got
+
+    def has_image(self) -> bool:
+        """Whether the brick has an image tile in at least one band."""
+        return any(self.tile("image", band) is not None for band in BANDS)
+
+    def cutout(self, ra: float, dec: float, size: int = STAMP) -> CoaddCutout:
+        """The stamp of :func:`cutout_from_tiles` at (ra, dec), cut from the tiles read so far."""
+        half = size // 2
+        out = np.full((3, size, size), np.nan, np.float32)
+        flags: dict[str, object] = {"brick": self.brick, "missing_bands": [], "edge": False, "masked_pixels": {}}
+        for b, band in enumerate(BANDS):
+            tile = self.tile("image", band)
+            if tile is None:
+                flags["missing_bands"].append(band)
+                continue
+            data, wcs = tile
+            x, y = wcs.world_to_pixel_values(ra, dec)
+            if not (np.isfinite(x) and np.isfinite(y)):
+                raise CoaddError(f"({ra}, {dec}) has no pixel position in brick {self.brick} band {band}")
+            xc, yc = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+            if band == "r" or "centre_pixel" not in flags:
+                flags["centre_pixel"] = (xc, yc)
+            ny, nx = data.shape
+            y0, x0 = yc - half, xc - half
+            ys, xs = slice(max(y0, 0), min(y0 + size, ny)), slice(max(x0, 0), min(x0 + size, nx))
+            if ys.start >= ys.stop or xs.start >= xs.stop:
+                raise CoaddError(f"({ra}, {dec}) lies outside brick {self.brick} ({band} tile {nx}x{ny})")
+            if (ys.stop - ys.start, xs.stop - xs.start) != (size, size):
+                flags["edge"] = True
+            stamp = data[ys, xs].copy()
+            ivar = self.tile("invvar", band)
+            masked = ~np.isfinite(stamp)
+            if ivar is not None:
+                masked |= ~(ivar[0][ys, xs] > 0)
+            stamp[masked] = np.nan
+            flags["masked_pixels"][band] = int(masked.sum())
+            out[b, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = stamp
+        if len(flags["missing_bands"]) == 3:
+            raise CoaddError(f"brick {self.brick}: no image tile in any band")
+        return CoaddCutout(out, flags)
+
+
 def cutout_from_tiles(read, brick: str, ra: float, dec: float, size: int = STAMP) -> CoaddCutout:
     """Cut a (3, size, size) g, r, z stamp centred on (ra, dec) from one brick's tiles.
 
     ``read(key)`` returns the bytes of a key relative to the coadd root (e.g. ``store.read_bytes``).
     Flags: ``missing_bands`` (no tile), ``edge`` (part of the stamp outside the tile),
-    ``masked_pixels`` per band (invvar = 0 or non-finite), ``centre_pixel`` (x, y) in the r tile."""
-    half = size // 2
-    out = np.full((3, size, size), np.nan, np.float32)
-    flags: dict[str, object] = {"brick": brick, "missing_bands": [], "edge": False, "masked_pixels": {}}
-    for b, band in enumerate(BANDS):
-        tile = _read_tile(read, brick, "image", band)
-        if tile is None:
-            flags["missing_bands"].append(band)
-            continue
-        data, wcs = tile
-        x, y = wcs.world_to_pixel_values(ra, dec)
-        if not (np.isfinite(x) and np.isfinite(y)):
-            raise CoaddError(f"({ra}, {dec}) has no pixel position in brick {brick} band {band}")
-        xc, yc = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
-        if band == "r" or "centre_pixel" not in flags:
-            flags["centre_pixel"] = (xc, yc)
-        ny, nx = data.shape
-        y0, x0 = yc - half, xc - half
-        ys, xs = slice(max(y0, 0), min(y0 + size, ny)), slice(max(x0, 0), min(x0 + size, nx))
-        if ys.start >= ys.stop or xs.start >= xs.stop:
-            raise CoaddError(f"({ra}, {dec}) lies outside brick {brick} ({band} tile {nx}x{ny})")
-        if (ys.stop - ys.start, xs.stop - xs.start) != (size, size):
-            flags["edge"] = True
-        stamp = data[ys, xs].copy()
-        ivar = _read_tile(read, brick, "invvar", band)
-        masked = ~np.isfinite(stamp)
-        if ivar is not None:
-            masked |= ~(ivar[0][ys, xs] > 0)
-        stamp[masked] = np.nan
-        flags["masked_pixels"][band] = int(masked.sum())
-        out[b, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = stamp
-    if len(flags["missing_bands"]) == 3:
-        raise CoaddError(f"brick {brick}: no image tile in any band")
-    return CoaddCutout(out, flags)
+    ``masked_pixels`` per band (invvar = 0 or non-finite), ``centre_pixel`` (x, y) in the r tile.
+    Reads the brick's tiles at every call; for many stamps of one brick use :class:`BrickTiles`."""
+    return BrickTiles(read, brick).cutout(ra, dec, size)

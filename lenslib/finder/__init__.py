@@ -6,6 +6,7 @@
 - ``config``       training configs in the authors' YAML format (dataset / augment / train / inject)
 - ``datasets``     the training Dataset with the paper's seeded augmentation
 - ``training``     the training loop (accumulation, schedules, AMP, bit-exact resume)
+- ``resume``       its checkpoint and resume bookkeeping (best AUC and epoch, the metrics log, run checks)
 - ``checkpoints``  checkpoints in lenslib's and the authors' formats
 - ``scoring``      scores and embeddings of images and manifests, FPR thresholds
 - ``plots``        tables and figures of the lens-finder section

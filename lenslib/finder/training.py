@@ -18,8 +18,6 @@ the epoch (B.3). So a run killed at any point and started again with the same co
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -32,27 +30,30 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from lenslib import LenslibError
 from lenslib._tqdm import tqdm
 from lenslib._util import resolve_path
 from lenslib.data.manifests import read_manifest
-from lenslib.finder.checkpoints import read_checkpoint, save_checkpoint
 from lenslib.finder.config import FinderConfig, InjectConfig
 from lenslib.finder.datasets import FinderDataset
 from lenslib.finder.models import build_model, load_weights
 from lenslib.finder.preprocess import raw_robust
+from lenslib.finder.resume import (
+    RESUMABLE_CHANGES,
+    Progress,
+    TrainingError,
+    check_resumable,
+    checkpoint_state,
+    read_metrics,
+    restore,
+    save_epoch,
+    start_metrics_log,
+)
 from lenslib.finder.scoring import predict_logits
 from lenslib.injection import InjectionEngine, InjectionParams, InjectionPriors, draw
 
-# keys that may differ between a run and its resumption (they do not change the weights)
-RESUMABLE_CHANGES = {("train", "epochs"), ("train", "out_dir"), ("train", "num_workers"), ("train", "device"),
-                     ("train", "deterministic"), ("train", "early_stopping_patience"), ("train", "save_every"),
-                     ("dataset", "cache_in_memory"), ("dataset", "root"), ("dataset", "manifest_path"),
-                     ("dataset", "parquet_path")}
-
-
-class TrainingError(LenslibError):
-    """Training cannot start or continue (no data, one class only, a different run in out_dir ...)."""
+# re-exported: the checkpoint/resume bookkeeping lives in lenslib.finder.resume
+__all__ = ["RESUMABLE_CHANGES", "OnTheFlyInjector", "TrainResult", "TrainingError", "data_fingerprint",
+           "load_training_manifest", "read_metrics", "train"]
 
 
 @dataclass
@@ -136,13 +137,7 @@ def _set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
         p.requires_grad_(not frozen or id(p) in head)
 
 
-def _check_resumable(saved: dict, cfg: FinderConfig, path: Path) -> None:
-    now = cfg.to_dict()
-    diff = [f"{s}.{k}" for s in ("dataset", "augment", "train", "inject") for k, v in now[s].items()
-            if (s, k) not in RESUMABLE_CHANGES and (saved.get(s) or {}).get(k, v) != v]
-    if diff:
-        raise TrainingError(f"{path} belongs to a run with a different config ({', '.join(diff)}); use another "
-                            "train.out_dir, or resume=False to start over")
+_check_resumable = check_resumable  # the name before the bookkeeping moved to lenslib.finder.resume
 
 
 def _split(df: pd.DataFrame, split: str, cfg: FinderConfig) -> pd.DataFrame:
@@ -224,31 +219,15 @@ def _train(cfg: FinderConfig, *, manifest: pd.DataFrame | None, store, resume: b
     model.to(device)
     opt, sched = _optimiser(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    start, best_auc, best_epoch, history = 1, -math.inf, 0, []
     last = out / "last.pt"
     fingerprint = data_fingerprint(tr, va, cfg)
-    if resume and last.exists():
-        ck = read_checkpoint(last)
-        _check_resumable(ck, cfg, last)
-        if ck.get("data_fingerprint", fingerprint) != fingerprint:
-            raise TrainingError(f"{last} was trained on other data (the manifest's train/val rows, their cutout "
-                                f"paths or labels, or dataset.root differ); use another train.out_dir, or "
-                                f"resume=False (--no-resume) to start over")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        if ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        start, best_auc, best_epoch = ck["epoch"] + 1, ck["best_auc"], ck.get("best_epoch", 0)
-        history = list(ck.get("history", []))
-        if log:
-            log(f"resuming from {last} (epoch {ck['epoch']}, best val AUC {best_auc:.4f})")
-    metrics = out / "metrics.jsonl"
-    metrics.write_text("".join(json.dumps(h) + "\n" for h in history))  # drop lines of a lost epoch
+    run = (restore(last, cfg, fingerprint, model, opt, sched, scaler, log) if resume and last.exists()
+          else Progress())
+    start_metrics_log(out / "metrics.jsonl", run.history)
 
     loss_fn = nn.BCEWithLogitsLoss()
     accum, stopped_early = t.accumulation, False
-    for epoch in range(start, t.epochs + 1):
+    for epoch in range(run.start, t.epochs + 1):
         tic = time.perf_counter()
         if t.freeze_backbone_epochs:
             _set_backbone_frozen(model, epoch <= t.freeze_backbone_epochs)
@@ -288,42 +267,20 @@ def _train(cfg: FinderConfig, *, manifest: pd.DataFrame | None, store, resume: b
         logits_v, labels_v = predict_logits(model, val_ds, spec, batch_size=t.batch_size, num_workers=t.num_workers)
         auc = float(roc_auc_score(labels_v, logits_v))
         val_loss = float(loss_fn(torch.as_tensor(logits_v), torch.as_tensor(labels_v, dtype=torch.float64)))
-        improved = auc > best_auc
-        if improved:
-            best_auc, best_epoch = auc, epoch
+        improved = run.update_best(auc, epoch)
         rec = {"epoch": epoch, "lr": lr, "train_loss": total / max(seen, 1), "val_loss": val_loss, "val_auc": auc,
-               "best_auc": best_auc, "train_images_per_s": seen / train_seconds,
+               "best_auc": run.best_auc, "train_images_per_s": seen / train_seconds,
                "seconds": time.perf_counter() - tic}
-        history.append(rec)
-        state = {"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                 "scaler": scaler.state_dict(), "best_auc": best_auc, "best_epoch": best_epoch, "history": history,
-                 "data_fingerprint": fingerprint, **cfg.to_dict(),
-                 "preprocess_spec": {"mode": spec.mode, "crop": False, "crop_size": 0, "clip_range": spec.clip_range,
-                                     "annulus_r_in": spec.annulus_r_in, "annulus_r_out": spec.annulus_r_out}}
-        if improved:
-            save_checkpoint(out / "best.pt", state)
-        if epoch % t.save_every == 0:
-            save_checkpoint(out / f"epoch_{epoch:03d}.pt", state)
-        save_checkpoint(last, state)
-        with metrics.open("a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+        run.history.append(rec)
+        state = checkpoint_state(epoch, model, opt, sched, scaler, run, fingerprint, cfg, spec)
+        save_epoch(out, state, rec, improved=improved, save_every=t.save_every)
         if log:
             log(f"epoch {epoch}: train loss {rec['train_loss']:.4f}, val loss {val_loss:.4f}, val AUC {auc:.4f}"
                 f"{' (best)' if improved else ''}, lr {lr:.3g}, {rec['train_images_per_s']:.0f} img/s")
-        if t.early_stopping_patience and epoch - best_epoch >= t.early_stopping_patience:
+        if run.patience_exhausted(epoch, t.early_stopping_patience):
             stopped_early = True
             if log:
                 log(f"early stop: no better val AUC for {t.early_stopping_patience} epochs")
             break
-    return TrainResult(out, best_auc, best_epoch, pd.DataFrame(history), model, stopped_early)
+    return TrainResult(out, run.best_auc, run.best_epoch, pd.DataFrame(run.history), model, stopped_early)
 
-
-def read_metrics(path: str | Path) -> pd.DataFrame:
-    """``metrics.jsonl`` (a file or the run directory) as a DataFrame, one row per epoch."""
-    path = Path(path)
-    path = path / "metrics.jsonl" if path.is_dir() else path
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise TrainingError(f"{path}: no metrics log") from None
-    return pd.DataFrame([json.loads(ln) for ln in lines if ln.strip()])

@@ -177,6 +177,13 @@ SCHEMA: dict[str, Param] = {
     "recompute": Param("bool", "run the experiments (finder_checkpoint on manifest, under data_uri) and read "
                                "their artefacts instead of published ones", default=False),
     "device": Param("str", "torch device of the recompute (null: cuda when present, else cpu)", nullable=True),
+    "executor": Param("str", "where the heavy steps (grid shards, bright-arc bins) run: 'local' (this process) or "
+                             "'dask' (tasks on a Dask cluster; the artefacts are the same)", default="local",
+                      check=lambda v: None if v in ("local", "dask") else "must be 'local' or 'dask'"),
+    "dask_scheduler": Param("str", "address of the Dask scheduler (tcp://host:8786) when executor is 'dask' "
+                                   "(null: a LocalCluster on this machine)", nullable=True),
+    "dask_workers": Param("int", "worker processes of the LocalCluster (null: one per core, or one per GPU with "
+                                 "dask-cuda)", nullable=True, check=_positive),
     "fpr_negatives": Param("int", "validation negatives scored for the FPR thresholds (paper 50 000)",
                            default=50_000, check=_positive),
     "fpr_targets": Param("list[float]", "target FPRs of the derived thresholds", default=[0.001, 0.0001],

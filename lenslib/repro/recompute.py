@@ -31,6 +31,7 @@ from lenslib.experiments.compute import (
     tier_a,
 )
 from lenslib.experiments.compute.inputs import MissingInput, RecomputeError, open_inputs
+from lenslib.parallel import make_executor
 from lenslib.repro.params import open_param_store
 
 TRAIN_HINT = ("no finder checkpoint at {where}. Train one with the paper's protocol first (PAPER_SPEC C.4–C.5: "
@@ -153,21 +154,23 @@ def _recompute(params: dict[str, Any], out: Path, *, progress: bool, log, timing
                          seed=params["grid_seed"], max_retries=params["grid_max_retries"],
                          gain=params["injection_gain"], sampling=sampling,
                          shard_injections=params["grid_shard_injections"])
-    step("selection-function grid", grid.run_grid, inputs, results, work, tau, spec, meta=meta, progress=progress,
-         log=log)
-    step("bright arcs", bright_arc.run_bright_arcs, inputs, results, n_hosts=params["bright_arc_hosts"],
-         seed=params["bright_arc_seed"], meta=meta, sampling=sampling, progress=progress)
-    step("Poisson diagnostics", poisson.write_poisson_diagnostics, results)
-    step("linear probe", feature_space.run_probe, inputs, results, n_samples=params["probe_samples"],
-         n_permutations=params["probe_permutations"], n_bootstrap=params["probe_bootstraps"],
-         seed=params["probe_seed"], checkpoint=params["finder_checkpoint"], sampling=sampling,
-         umap=params["probe_umap"], progress=progress)
-    if params["gate"]:
-        step("realism gate", gate.run_gate, inputs, results, work, tau, spec, mixes=params["gate_mixes"],
-             n_samples=params["gate_samples"], injections_per_cell=params["gate_injections_per_cell"],
-             seed=params["gate_seed"], theta_e=tuple(params["gate_theta_e"]),
-             source_r_mag=tuple(params["gate_source_r_mag"]), min_arc_snr=params["gate_min_arc_snr"],
-             meta=meta, progress=progress, log=log)
+    with make_executor(params["executor"], params["dask_scheduler"], n_workers=params["dask_workers"],
+                       log=log) as executor:
+        step("selection-function grid", grid.run_grid, inputs, results, work, tau, spec, meta=meta,
+             progress=progress, log=log, executor=executor)
+        step("bright arcs", bright_arc.run_bright_arcs, inputs, results, n_hosts=params["bright_arc_hosts"],
+             seed=params["bright_arc_seed"], meta=meta, sampling=sampling, progress=progress, executor=executor)
+        step("Poisson diagnostics", poisson.write_poisson_diagnostics, results)
+        step("linear probe", feature_space.run_probe, inputs, results, n_samples=params["probe_samples"],
+             n_permutations=params["probe_permutations"], n_bootstrap=params["probe_bootstraps"],
+             seed=params["probe_seed"], checkpoint=params["finder_checkpoint"], sampling=sampling,
+             umap=params["probe_umap"], progress=progress, executor=executor)
+        if params["gate"]:
+            step("realism gate", gate.run_gate, inputs, results, work, tau, spec, mixes=params["gate_mixes"],
+                 n_samples=params["gate_samples"], injections_per_cell=params["gate_injections_per_cell"],
+                 seed=params["gate_seed"], theta_e=tuple(params["gate_theta_e"]),
+                 source_r_mag=tuple(params["gate_source_r_mag"]), min_arc_snr=params["gate_min_arc_snr"],
+                 meta=meta, progress=progress, log=log, executor=executor)
     catalogue = None
     if params.get("catalogue_desi") and resolve_path(params["catalogue_desi"]).exists():
         catalogue = read_catalogue(resolve_path(params["catalogue_desi"]), "desi")
@@ -179,7 +182,11 @@ def _recompute(params: dict[str, Any], out: Path, *, progress: bool, log, timing
 
 def _recorded(params: dict[str, Any]) -> dict[str, Any]:
     """The parameters a finished recompute records in ``results/provenance.json``."""
-    return {k: params[k] for k in sorted(params) if not k.startswith("s3_") and k != "profile_file"}
+    return {k: params[k] for k in sorted(params) if not k.startswith("s3_") and k not in NOT_RECORDED}
+
+
+#: parameters that say where the work runs, not what it computes (the artefacts are the same either way)
+NOT_RECORDED = ("profile_file", "executor", "dask_scheduler", "dask_workers")
 
 
 def completed_results(params: dict[str, Any]) -> Path | None:

@@ -1,11 +1,13 @@
 """DR10 cutout files: the two real cutouts, both layouts, the writer, and bad input of every kind."""
 
 import io
+import re
+import zipfile
 
 import numpy as np
 import pytest
 
-from lenslib.data.cutouts import CutoutError, load_cutout, parse_cutout, save_cutout
+from lenslib.data.cutouts import CutoutError, load_cutout, load_cutouts, parse_cutout, save_cutout
 from lenslib.survey import BANDS
 
 REAL = ["sample_cutout.npz", "0003m005_293.npz"]  # the two real DR10 cutouts in ../shared/data/dr10_samples
@@ -102,3 +104,259 @@ def test_cutout_from_s3(s3_endpoint, shared, tmp_path):
 
     with pytest.raises(ArtefactMissing, match="nothere.npz"):
         load_cutout("s3://darkhaloscope/stronglens_calibration/nothere.npz", endpoint_url=s3_server["endpoint_url"])
+
+
+# --- metadata, layouts and dtypes, checked against the files read back with numpy / zipfile directly ---------------
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_meta_fields_are_python_scalars_of_the_stored_values(name, shared):
+    """Every 0-d ``meta_*`` array of a real file becomes the Python scalar it holds (str, float, int, bool)."""
+    path = shared("dr10_samples", name)
+    c = load_cutout(path)
+    with np.load(path) as z:
+        stored = {k[5:]: z[k] for k in z.files if k.startswith("meta_")}
+    assert set(c.meta) == set(stored) and len(stored) == 38
+    for k, v in stored.items():
+        assert type(c.meta[k]) is type(v.item()) and c.meta[k] == v.item(), k
+    assert parse_cutout(path.read_bytes(), name).meta == c.meta  # the defaults of parse_cutout read the metadata
+    assert load_cutout(path, meta=False).meta == {} == parse_cutout(path.read_bytes(), name, meta=False).meta
+
+
+def test_array_meta_fields_stay_arrays():
+    data = _npz(cutout=np.zeros((101, 101, 3), np.float32), meta_bbox=np.arange(4.0), meta_one=np.asarray([7]),
+                meta_n=np.asarray(3))
+    c = parse_cutout(data, "a.npz")
+    assert isinstance(c.meta["bbox"], np.ndarray) and c.meta["bbox"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert isinstance(c.meta["one"], np.ndarray) and c.meta["one"].shape == (1,)
+    assert type(c.meta["n"]) is int and c.meta["n"] == 3
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int16, np.uint8])
+def test_any_numeric_dtype_loads_as_float32_and_is_written_as_float32(dtype, tmp_path):
+    raw = (np.arange(101 * 101 * 3) % 200).reshape(101, 101, 3).astype(dtype)
+    (tmp_path / "a.npz").write_bytes(_npz(cutout=raw))
+    c = load_cutout(tmp_path / "a.npz")
+    assert c.image.dtype == np.float32 and c.image.flags.c_contiguous
+    assert np.array_equal(c.image, np.moveaxis(raw, -1, 0).astype(np.float32))
+    p = save_cutout(tmp_path / "b.npz", raw)
+    with np.load(p) as z:
+        assert z["cutout"].dtype == np.float32 and np.array_equal(z["cutout"], raw.astype(np.float32))
+
+
+def test_other_sizes_need_size_none(tmp_path):
+    """The writer stores any square size; the readers refuse anything but 101 px unless ``size`` says otherwise."""
+    img = np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32)
+    p = save_cutout(tmp_path / "small.npz", img, layout="chw")
+    with np.load(p) as z:
+        assert np.array_equal(z["cutout"], img)
+    with pytest.raises(CutoutError, match=r"small\.npz: image is 64x64 px; expected 101x101"):
+        load_cutout(p)
+    assert np.array_equal(load_cutout(p, size=None).image, img)
+    assert np.array_equal(load_cutout(p, size=64).image, img)
+    assert np.array_equal(parse_cutout(p.read_bytes(), "s", size=None).image, img)
+
+
+def test_nan_fraction_limit_is_inclusive_at_one_half(tmp_path):
+    """Exactly half the pixels NaN is still a cutout; one more is refused, with the fraction and the counts."""
+    img = np.ones((3, 4, 4), np.float32)
+    img.reshape(-1)[:24] = np.nan  # g and half of r: 24 of 48
+    half = _npz(cutout=img)
+    c = parse_cutout(half, "half.npz", size=None)
+    assert c.nan_count == {"g": 16, "r": 8, "z": 0} and np.isnan(c.image).sum() == 24
+    img.reshape(-1)[24] = np.nan
+    with pytest.raises(CutoutError, match=r"^more\.npz: 52% of its pixels are NaN \{'g': 16, 'r': 9, 'z': 0\} \(more "
+                                          r"than the 50% allowed: max_nan_fraction\); not scored$"):
+        parse_cutout(_npz(cutout=img), "more.npz", size=None)
+    with pytest.raises(CutoutError, match=r"^few\.npz: 50% of its pixels are NaN .* than the 25% allowed"):
+        parse_cutout(half, "few.npz", size=None, max_nan_fraction=0.25)
+
+
+def test_exact_error_messages(tmp_path):
+    with pytest.raises(CutoutError, match=r"^e\.npz: empty file \(0 bytes\)$"):
+        parse_cutout(b"", "e.npz")
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((101, 101, 3), np.float32))
+    with pytest.raises(CutoutError, match=r"^b\.npz: a bare \.npy array \(\(101, 101, 3\)\), not an \.npz cutout "
+                                          r"with a 'cutout' array$"):
+        parse_cutout(buf.getvalue(), "b.npz")
+    many = _npz(**{f"k{i:02d}": np.zeros(1) for i in range(12)})
+    with pytest.raises(CutoutError, match=r"^m\.npz: no 'cutout' array \(keys: \['k00', 'k01', 'k02', 'k03', 'k04', "
+                                          r"'k05', 'k06', 'k07'\]\)$"):
+        parse_cutout(many, "m.npz")
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as z:  # a member whose .npy header is damaged: numpy raises ValueError
+        z.writestr("cutout.npy", b"\x93NUMPY\x01\x00garbage-header")
+    with pytest.raises(CutoutError, match=r"^d\.npz: not a readable \.npz cutout \(corrupt: ValueError: "):
+        parse_cutout(zbuf.getvalue(), "d.npz")
+    (tmp_path / "f.npz").write_bytes(GOOD)
+    with pytest.raises(CutoutError, match=r"f\.npz/g\.npz: cannot be read \(Not a directory\)$"):
+        load_cutout(tmp_path / "f.npz" / "g.npz")
+    with pytest.raises(CutoutError, match=r"^layout must be 'hwc' or 'chw', got 'whc'$"):
+        save_cutout(tmp_path / "l.npz", np.zeros((3, 101, 101)), layout="whc")
+    with pytest.raises(CutoutError, match=r"m\.npz: meta field 'tags' must be a scalar \(got list\)$"):
+        save_cutout(tmp_path / "m.npz", np.zeros((3, 101, 101)), {"tags": [1, 2]})
+    with pytest.raises(CutoutError, match=r"^\S*shape\.npz: image has shape \(4, 101, 101\)"):
+        save_cutout(tmp_path / "shape.npz", np.zeros((4, 101, 101)))
+
+
+def _write(root, rel, img):
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(_npz(cutout=np.moveaxis(img, 0, -1)))  # HWC, as the real files
+    return p
+
+
+def _images(n):
+    rng = np.random.default_rng(7)
+    return [rng.normal(size=(3, 101, 101)).astype(np.float32) for _ in range(n)]
+
+
+def test_load_cutout_from_a_store(tmp_path):
+    from lenslib.data.storage import open_store
+
+    img = _images(1)[0]
+    _write(tmp_path, "sub/a.npz", img)
+    store = open_store(str(tmp_path))
+    c = load_cutout("sub/a.npz", store=store, size=None, meta=False)
+    assert np.array_equal(c.image, img) and c.source == f"{tmp_path}/sub/a.npz" and c.meta == {}
+    assert list(store.reads) == ["sub/a.npz"]
+
+
+# --- load_cutouts and CutoutDataset ----------------------------------------------------------------------------
+
+def test_load_cutouts_keeps_order_resolves_root_and_zeroes_nans(tmp_path):
+    imgs = _images(4)
+    imgs[2][1, 3, 4] = np.nan
+    for k, img in enumerate(imgs[:3]):
+        _write(tmp_path / "mirror", f"c/{k}.npz", img)
+    absolute = _write(tmp_path / "elsewhere", "x.npz", imgs[3])
+    paths = ["c/2.npz", str(absolute), "c/0.npz", "c/1.npz"]
+    for workers in (0, 1, 3):
+        out = load_cutouts(paths, root=tmp_path / "mirror", workers=workers, progress=workers == 1)
+        assert out.shape == (4, 3, 101, 101) and out.dtype == np.float32
+        want = np.stack([np.nan_to_num(imgs[2], nan=0.0), imgs[3], imgs[0], imgs[1]])
+        assert np.array_equal(out, want)
+    kept = load_cutouts(["c/2.npz"], root=tmp_path / "mirror", nan_policy="keep")
+    assert np.isnan(kept[0, 1, 3, 4]) and np.isnan(kept).sum() == 1
+    assert load_cutouts([]).shape == (0, 3, 101, 101)
+
+
+def test_load_cutouts_records_failures_or_raises(tmp_path):
+    img = _images(1)[0]
+    _write(tmp_path, "good.npz", img)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    paths = ["good.npz", "missing.npz", "bad.npz", "good.npz"]
+    errors = {}
+    out = load_cutouts(paths, root=tmp_path, errors=errors)
+    assert sorted(errors) == [1, 2]
+    assert errors[1] == f"{tmp_path / 'missing.npz'}: no such cutout file"
+    assert errors[2].startswith(f"{tmp_path / 'bad.npz'}: not a readable .npz cutout")
+    assert np.array_equal(out[0], img) and np.array_equal(out[3], img) and np.isnan(out[1:3]).all()
+    with pytest.raises(CutoutError, match=r"missing\.npz: no such cutout file"):
+        load_cutouts(paths, root=tmp_path)
+
+
+class _FailingStore:
+    """A store whose reads fail with ``exc`` for keys starting with 'x'."""
+
+    def __init__(self, root, exc):
+        from lenslib.data.storage import open_store
+
+        self.inner, self.exc, self.keys = open_store(str(root)), exc, []
+
+    def read_bytes(self, key):
+        self.keys.append(key)
+        if key.startswith("x"):
+            raise self.exc
+        return self.inner.read_bytes(key)
+
+    def url(self, key):
+        return self.inner.url(key)
+
+
+def test_load_cutouts_from_a_store_unreachable_and_foreign_errors(tmp_path):
+    from lenslib.data.storage import StoreUnreachable
+
+    img = _images(1)[0]
+    _write(tmp_path, "a.npz", img)
+    store = _FailingStore(tmp_path, RuntimeError("boom"))
+    errors = {}
+    out = load_cutouts(["a.npz", "x.npz"], store=store, root=tmp_path / "ignored", errors=errors)
+    assert sorted(store.keys) == ["a.npz", "x.npz"]  # keys go to the store as they are, root is not prepended
+    assert np.array_equal(out[0], img) and np.isnan(out[1]).all()
+    assert errors == {1: "x.npz: RuntimeError: boom"}
+    down = _FailingStore(tmp_path, StoreUnreachable("store is down"))
+    with pytest.raises(StoreUnreachable, match="store is down"):
+        load_cutouts(["a.npz", "x.npz"], store=down, errors={})
+
+
+def test_load_cutouts_passes_s3_uris_and_options_through(s3_endpoint, tmp_path):
+    img = _images(1)[0]
+    s3_endpoint["client"].put_object(Bucket="darkhaloscope", Key="lc/a.npz", Body=_npz(cutout=np.moveaxis(img, 0, -1)))
+    out = load_cutouts(["s3://darkhaloscope/lc/a.npz"], root=tmp_path, endpoint_url=s3_endpoint["endpoint_url"])
+    assert np.array_equal(out[0], img)
+
+
+def test_cutout_dataset_items_labels_transform_and_paths(tmp_path):
+    import pandas as pd
+    import torch
+
+    from lenslib.data.cutouts import CutoutDataset
+    from lenslib.data.storage import open_store
+
+    imgs = _images(3)
+    imgs[1][0, 5, 5] = np.nan
+    for k, img in enumerate(imgs):
+        _write(tmp_path, f"c/{k}.npz", img)
+    m = pd.DataFrame({"cutout_path": ["c/1.npz", "c/0.npz", "c/2.npz"], "label": [1, 0, 1]})
+    ds = CutoutDataset(m, root=tmp_path)
+    assert len(ds) == 3
+    x, y = ds[0]
+    assert isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.shape == (3, 101, 101)
+    assert np.array_equal(x.numpy(), np.nan_to_num(imgs[1], nan=0.0))  # NaN -> 0 by default
+    assert y.dtype == torch.float32 and float(y) == 1.0 and float(ds[1][1]) == 0.0
+    assert np.isnan(CutoutDataset(m, root=tmp_path, nan_policy="keep")[0][0].numpy()[0, 5, 5])
+    doubled = CutoutDataset(m, root=tmp_path, transform=lambda a: (a * 2).astype(np.float64))
+    xd = doubled[1][0]
+    assert xd.dtype == torch.float32 and np.array_equal(xd.numpy(), imgs[0] * 2)
+    unlabelled = CutoutDataset(pd.DataFrame({"path": ["0.npz", "2.npz"]}), store=open_store(str(tmp_path / "c")),
+                               root=tmp_path / "ignored", path_column="path")
+    xs, ys = unlabelled[1]
+    assert np.array_equal(xs.numpy(), imgs[2]) and ys.dtype == torch.float32 and float(ys) == 0.0
+    assert unlabelled.labels.dtype == np.float32 and unlabelled.labels.tolist() == [0.0, 0.0]
+    with pytest.raises(CutoutError, match=r"^manifest has no column 'path'$"):
+        CutoutDataset(m, path_column="path")
+    absolute = CutoutDataset(pd.DataFrame({"cutout_path": [str(tmp_path / "c/2.npz")]}), root=tmp_path / "ignored")
+    assert np.array_equal(absolute[0][0].numpy(), imgs[2])
+
+
+def test_batch_loaders_skip_the_metadata(tmp_path):
+    """load_cutouts and CutoutDataset do not decode ``meta_*`` fields: a file whose metadata numpy refuses (an
+    object array) still gives its image there, while load_cutout with its metadata refuses it."""
+    import pandas as pd
+
+    from lenslib.data.cutouts import CutoutDataset
+
+    img = _images(1)[0]
+    buf = io.BytesIO()
+    np.savez(buf, cutout=np.moveaxis(img, 0, -1), meta_bad=np.array([{"a": 1}], dtype=object))
+    (tmp_path / "m.npz").write_bytes(buf.getvalue())
+    with pytest.raises(CutoutError, match=r"m\.npz: not a readable \.npz cutout \(corrupt: ValueError: Object arrays"):
+        load_cutout(tmp_path / "m.npz")
+    assert np.array_equal(load_cutout(tmp_path / "m.npz", meta=False).image, img)
+    errors = {}
+    assert np.array_equal(load_cutouts(["m.npz"], root=tmp_path, errors=errors)[0], img) and errors == {}
+    ds = CutoutDataset(pd.DataFrame({"cutout_path": ["m.npz"]}), root=tmp_path)
+    assert np.array_equal(ds[0][0].numpy(), img)
+
+
+def test_load_cutouts_progress_bar_only_when_asked(tmp_path, capsys):
+    for k, img in enumerate(_images(3)):
+        _write(tmp_path, f"{k}.npz", img)
+    paths = ["0.npz", "1.npz", "2.npz"]
+    load_cutouts(paths, root=tmp_path)
+    assert capsys.readouterr().err == ""
+    load_cutouts(paths, root=tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert err.startswith("\rcutouts:") and "cutouts: 100%" in err and "| 3/3 [" in err
+    assert re.search(r"[\d?](file/s|s/file)\]", err), err  # the unit is "file"

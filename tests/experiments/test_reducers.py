@@ -672,3 +672,269 @@ def test_photon_budget_from_first_principles():
         10 ** 1.0 / 90 / 0.004, rel=1e-12)
     with pytest.raises(ValueError, match="quantity must be one of f_tot_nmgy, flux_per_pixel_nmgy, .*got 'snr'"):
         poisson.photon_budget(None, 21.0, "snr")
+
+
+# --- reducers on edited artefacts: cases the D06 files do not contain -----------------------------------------
+
+class _EditedGrid:
+    """The D06 artefacts with one condition's grid rows (and, optionally, its meta) edited by ``edit``."""
+
+    def __init__(self, art, cond, edit=lambda df: df, meta=lambda m: m):
+        self._art, self._cond, self._edit, self._meta = art, cond, edit, meta
+
+    def grid(self, cond):
+        df = self._art.grid(cond)
+        return self._edit(df.copy()) if cond == self._cond else df
+
+    def grid_meta(self, cond):
+        m = json.loads(json.dumps(self._art.grid_meta(cond)))
+        return self._meta(m) if cond == self._cond else m
+
+
+def test_cell_counts_default_condition_first_threshold_and_single_injection_cells(art, raw):
+    """cell_counts: the default condition is no_poisson (the Poisson grid edited to differ does not leak in); the
+    cells are counted at the meta's first threshold only (another threshold's rows may be missing); a cell with
+    a single injection is non-empty."""
+    th0 = _thresholds(raw)[0]
+    first = [r for r in raw["rows"]["no_poisson"] if r["threshold"] == th0 and r["bin"] == "all"]
+    want = {"n_cells": len(first), "n_nonempty": sum(r["n"] > 0 for r in first),
+            "n_injections": sum(r["n"] for r in first)}
+    drop_poisson = _EditedGrid(art, "poisson", lambda df: df[df["theta_e"] != 0.5])
+    assert grid.cell_counts(drop_poisson) == want
+    n_05 = sum(r["theta_e"] == 0.5 for r in raw["rows"]["poisson"] if r["threshold"] == th0 and r["bin"] == "all")
+    assert n_05 > 0
+    assert grid.grid_cell_count(drop_poisson, "n_cells", "poisson") == want["n_cells"] - n_05
+    second_gone = _EditedGrid(art, "no_poisson", lambda df: df[df["threshold"] != _thresholds(raw)[1]])
+    assert grid.cell_counts(second_gone) == want
+    first_n = next(r["n"] for r in first if r["n"] > 1)
+
+    def one_injection(df):
+        rows = df.index[np.isclose(df["threshold"], th0) & (df["source_mag_bin"] == "all")
+                        & (df["n_injections"] > 1)]
+        df.loc[rows[0], "n_injections"] = 1
+        return df
+
+    single = grid.cell_counts(_EditedGrid(art, "no_poisson", one_injection))
+    assert single == {**want, "n_injections": want["n_injections"] - first_n + 1}
+
+
+def test_completeness_map_keeps_a_theta_e_without_rows(art, raw):
+    """A θ_E of the meta grid with no rows at all stays in the map, at its meta position, as a row of NaN."""
+    edited = _EditedGrid(art, "no_poisson", lambda df: df[df["theta_e"] != 1.0])
+    for axis in ("psf_fwhm", "depth_5sig"):
+        m = grid.completeness_map(edited, axis)
+        assert list(m.index) == raw["meta"]["no_poisson"]["grid"]["theta_e"]
+        assert m.loc[1.0].isna().all() and m.drop(index=1.0).notna().any(axis=None)
+
+
+def test_thresholds_without_rows_have_an_empty_type(art, raw):
+    """A threshold listed in the meta but absent from the CSV keeps its place with an empty type."""
+    edited = _EditedGrid(art, "no_poisson", meta=lambda m: {**m, "thresholds": [*m["thresholds"], 0.9]})
+    got = grid.thresholds(edited)
+    assert [t for t, _ in got] == [*_thresholds(raw), 0.9]
+    assert got[-1] == (0.9, "") and all(ty for _, ty in got[:-1])
+
+
+def test_marginal_detected_default_condition(art, raw):
+    """marginal_detected with no condition counts the no-Poisson grid."""
+    assert grid.marginal_detected(art) == _sum(raw, "no_poisson", 0.3)[0]
+    assert grid.marginal_detected(art, threshold=0.5) == _sum(raw, "no_poisson", 0.5)[0]
+
+
+def _two_proportion_p(k1, n1, k2, n2):
+    """Pooled two-proportion z-test p, from the normal tail via erfc."""
+    pool = (k1 + k2) / (n1 + n2)
+    z = (k1 / n1 - k2 / n2) / math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2))
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def _crossover(raw, th):
+    """(below, above) θ_E of a single change of sign of Δ = with − without Poisson, else (nan, nan)."""
+    tes = sorted({r["theta_e"] for r in raw["rows"]["no_poisson"]})
+    d = []
+    for te in tes:
+        (ka, na), (kb, nb) = (_sum(raw, c, th, where=lambda r, te=te: r["theta_e"] == te) for c in CONDITIONS)
+        d.append(100 * kb / nb - 100 * ka / na)
+    signs = [x > 0 for x in d]
+    changes = [i for i in range(1, len(d)) if signs[i] != signs[i - 1]]
+    if len(changes) != 1 or not signs[0] or any(x == 0 for x in d):
+        return math.nan, math.nan
+    return tes[changes[0] - 1], tes[changes[0]]
+
+
+@pytest.mark.parametrize("th_index", [1, 4])  # 0.5: same Δ signs as 0.3 but other p; 0.995: Δ = 0 in two bins
+def test_poisson_threshold_is_passed_on(art, raw, th_index):
+    """The crossover, the bin counts and the p bound use the threshold they are given, not the default 0.3."""
+    th = _thresholds(raw)[th_index]
+    below, above = _crossover(raw, th)
+    assert grid.poisson_crossover_theta_e(art, "below", th) == pytest.approx(below, nan_ok=True)
+    assert grid.poisson_crossover_theta_e(art, "above", th) == pytest.approx(above, nan_ok=True)
+    d = []
+    for te in sorted({r["theta_e"] for r in raw["rows"]["no_poisson"]}):
+        (ka, na), (kb, nb) = (_sum(raw, c, th, where=lambda r, te=te: r["theta_e"] == te) for c in CONDITIONS)
+        d.append(kb / nb - ka / na)
+    assert grid.poisson_theta_e_n_bins(art, "lowers", th) == sum(x < 0 for x in d)
+    assert grid.poisson_theta_e_n_bins(art, "raises", th) == sum(x > 0 for x in d)
+    p = _two_proportion_p(*_sum(raw, "no_poisson", th), *_sum(raw, "poisson", th))
+    p03 = _two_proportion_p(*_sum(raw, "no_poisson", 0.3), *_sum(raw, "poisson", 0.3))
+    bound = math.sqrt(p * p03) if p != p03 else 2 * p  # strictly between the two p (geometric mean)
+    want = bound if p < bound else p
+    assert grid.poisson_p_below(art, bound, th) == pytest.approx(want, rel=1e-6, abs=0.0)
+
+
+def test_bright_arc_table_is_the_union_of_the_variants_bins(art, monkeypatch):
+    """Table 6 joins the variants on the magnitude bin keeping every bin of any variant (NaN where a variant
+    has no such bin), not only the bins all variants share."""
+    def fake(variant):
+        bins = ["18-19", "19-20", "20-21"] if variant == "baseline" else ["19-20", "20-21", "21-22"]
+        k = {"18-19": 3, "19-20": 5, "20-21": 7, "21-22": 9}
+        return {"magnitude_bins": bins,
+                "results_by_bin": {b: {"n_scored": 20, "detection_rate_p03": k[b] / 20, "median_score": 0.5,
+                                       "median_arc_snr": 10.0} for b in bins}}
+
+    class Art:
+        bright_arc = staticmethod(fake)
+
+    t = bright_arc.table(Art()).set_index("mag_bin")
+    assert sorted(t.index) == ["18-19", "19-20", "20-21", "21-22"]
+    assert t.loc["18-19", "baseline"] == pytest.approx(15.0) and math.isnan(t.loc["18-19", "poisson"])
+    assert t.loc["21-22", "gain_1e12"] == pytest.approx(45.0) and math.isnan(t.loc["21-22", "baseline"])
+    assert t.loc["20-21", list(BRIGHT_ARC_VARIANTS)].to_list() == pytest.approx([35.0] * len(BRIGHT_ARC_VARIANTS))
+
+
+def test_n_missed_counts_only_scores_below_the_threshold(monkeypatch):
+    """Detected means p ≥ τ (PAPER_SPEC's scoring rule), so a lens scoring exactly τ is not missed."""
+    scores = [0.3, 0.2999, 0.3001, 0.5, 0.5, 0.1]
+    monkeypatch.setattr(tier_a, "tier_a_scores", lambda art: pd.DataFrame({"score": scores}))
+    for th in (0.3, 0.5, 0.1, 0.05):
+        assert tier_a.n_missed(None, th) == sum(1 for s in scores if not s >= th)
+
+
+def test_n_scored_over_a_fractional_bound():
+    """112 scored lenses are not "over 112.5" (nor over 112), but are over 111.5."""
+    class Art:
+        def tier_a_scoring(self):
+            return {"recall_by_tier": {"tier_A": {"n_valid": 112}}}
+
+    assert tier_a.n_scored_over(Art(), 112.5) == 112.0
+    assert tier_a.n_scored_over(Art(), 112) == 112.0
+    assert tier_a.n_scored_over(Art(), 111.5) == 111.5
+
+
+def _significant_span(monkeypatch, rows, alpha=None):
+    """significant_gain_mag_edge (lo, hi) for a paired table of (bin, gained, lost, sign-test p) rows, at the
+    function's default α unless ``alpha`` is given."""
+    table = pd.DataFrame([{"mag_bin": b, "gained": g, "lost": lost, "sign_test_p": p} for b, g, lost, p in rows])
+    monkeypatch.setattr(poisson, "paired_table", lambda art: table)
+    kw = {} if alpha is None else {"alpha": alpha}
+    return (poisson.significant_gain_mag_edge(None, "lo", **kw), poisson.significant_gain_mag_edge(None, "hi", **kw))
+
+
+def test_significant_gain_span_edge_cases(monkeypatch):
+    """The default α is 0.05; p must be strictly below α / n_bins; a tie never counts, even when α admits every
+    p; two significant bins with a gap between them are not a span."""
+    p_mid = _sign_p(10, 5)  # 0.30: above 0.05 / 2, below 1.05 / 2
+    assert 0.025 < p_mid < 0.5
+    assert _significant_span(monkeypatch, [("20-21", 10, 5, p_mid), ("21-22", 40, 3, _sign_p(40, 3))]) == (21.0, 22.0)
+    assert _significant_span(monkeypatch, [("20-21", 10, 5, p_mid), ("21-22", 40, 3, _sign_p(40, 3))],
+                             alpha=1.0) == (20.0, 22.0)
+    assert _significant_span(monkeypatch, [("20-21", 30, 2, 0.05 / 2), ("21-22", 40, 3, _sign_p(40, 3))]) == (
+        21.0, 22.0)
+    assert _significant_span(monkeypatch, [("20-21", 30, 2, 0.0249), ("21-22", 40, 3, _sign_p(40, 3))]) == (
+        20.0, 22.0)
+    assert _significant_span(monkeypatch, [("20-21", 12, 12, 1.0), ("21-22", 40, 3, _sign_p(40, 3))],
+                             alpha=10.0) == (21.0, 22.0)
+    got = _significant_span(monkeypatch, [("20-21", 30, 2, _sign_p(30, 2)), ("23-24", 35, 1, _sign_p(35, 1))])
+    assert all(math.isnan(x) for x in got)
+
+
+def test_theta_e_accessors_pass_the_threshold_on(art, raw):
+    """theta_e_peak, theta_e_bin_injections and mag_bin_share_pct use the threshold they are given: with
+    Poisson noise the peak moves between thresholds, and a grid whose p > 0.5 rows lack some cells has unequal
+    θ_E bins and other bin shares at 0.5 only."""
+    tes = raw["meta"]["poisson"]["grid"]["theta_e"]
+    for th in _thresholds(raw):
+        det = {te: _sum(raw, "poisson", th, where=lambda r, te=te: r["theta_e"] == te) for te in tes}
+        assert grid.theta_e_peak(art, "poisson", th) == max(tes, key=lambda te: det[te][0] / det[te][1])
+    cut = _EditedGrid(art, "no_poisson", lambda df: df[~((df["threshold"] == 0.5) & (df["theta_e"] == 0.5)
+                                                           & (df["psf_fwhm"] == 1.8))])
+    assert grid.theta_e_bin_injections(cut, threshold=0.3) == 10000.0
+    assert math.isnan(grid.theta_e_bin_injections(cut, threshold=0.5))
+    keep = lambda r: not (r["theta_e"] == 0.5 and r["psf_fwhm"] == 1.8)  # noqa: E731
+    for b in grid.LENSED_BINS:
+        n_b, n_all = _sum(raw, "no_poisson", 0.5, b, where=keep)[1], _sum(raw, "no_poisson", 0.5, where=keep)[1]
+        assert grid.mag_bin_share_pct(cut, b, threshold=0.5) == pytest.approx(100 * n_b / n_all, abs=1e-12)
+
+
+def test_bright_arc_range_bounds_and_peak_default(art, raw):
+    """rate_range_pct: bounds within 1e-9 of a bin edge still include that bin; peak_bin_edge defaults to the
+    baseline variant."""
+    counts = _ba_counts(raw, "baseline")
+    rates = {b: 100 * k / n for b, (k, n) in counts.items()}
+    inside = [v for b, v in rates.items() if 20 <= float(b.split("-")[0]) and float(b.split("-")[1]) <= 21]
+    assert len(inside) == 1
+    assert bright_arc.rate_range_pct(art, "baseline", 20.0 + 1e-9, 21.0 - 1e-9) == inside[0]
+    assert bright_arc.rate_range_pct(art, "baseline", 20.0 + 1e-9, 21.0 - 1e-9, "max") == inside[0]
+    best = max(rates, key=rates.get)
+    assert (bright_arc.peak_bin_edge(art), bright_arc.peak_bin_edge(art, edge="hi")) == tuple(
+        float(x) for x in best.split("-"))
+
+
+def test_recall_table_without_a_stored_fpr(art, raw):
+    """A Tier-A threshold without a stored negatives FPR gets NaN there; the others keep theirs."""
+    d = json.loads(json.dumps(raw["tier_a"]))
+    labels = [k for k, v in d["recall_by_tier"]["tier_A"].items() if isinstance(v, dict)]
+    fprs = d["negatives"]["fpr_at_thresholds"]
+    gone = labels[-1]
+    fprs.pop(gone)
+
+    class Art:
+        def tier_a_scoring(self):
+            return d
+
+    t = tier_a.recall_table(Art()).set_index("label")
+    assert math.isnan(t.loc[gone, "fpr_negatives"])
+    assert all(t.loc[lab, "fpr_negatives"] == fprs[lab] for lab in labels if lab != gone)
+
+
+def test_threshold_type_is_read_from_the_first_row(art, raw):
+    """thresholds() takes each threshold's type from its first CSV row (later rows cannot relabel it)."""
+    def relabel(df):
+        rows = df.index[df["threshold"] == 0.3]
+        df.loc[rows[1:], "threshold_type"] = "relabelled"
+        return df
+
+    got = dict(grid.thresholds(_EditedGrid(art, "no_poisson", relabel)))
+    assert got[0.3] == next(r["threshold_type"] for r in raw["rows"]["no_poisson"] if r["threshold"] == 0.3)
+
+
+def test_theta_e_tables_defaults(art, raw):
+    """by_theta_e defaults to the no-Poisson grid and poisson_theta_e_table to p > 0.3."""
+    tes = raw["meta"]["no_poisson"]["grid"]["theta_e"]
+    t = grid.by_theta_e(art)
+    p = grid.poisson_theta_e_table(art)
+    for te in tes:
+        k, n = _sum(raw, "no_poisson", 0.3, where=lambda r, te=te: r["theta_e"] == te)
+        kp, npp = _sum(raw, "poisson", 0.3, where=lambda r, te=te: r["theta_e"] == te)
+        assert int(t.loc[t["theta_e"] == te, "n_detected"].iloc[0]) == k
+        row = p.loc[p["theta_e"] == te].iloc[0]
+        assert (row["no_poisson_pct"], row["poisson_pct"]) == pytest.approx((100 * k / n, 100 * kp / npp), abs=1e-12)
+
+
+def test_select_defaults_and_tolerance_on_edited_rows(art, raw):
+    """select keeps insufficient rows unless asked (an "all" row marked insufficient stays), and matches the
+    threshold relatively (1e-9), with no absolute slack: 0.3 + 5e-9 matches nothing."""
+    df = art.grid("no_poisson").copy()
+    i = df.index[np.isclose(df["threshold"], 0.3) & (df["source_mag_bin"] == "all") & (df["n_injections"] > 0)][0]
+    df.loc[i, "sufficient"] = False
+    assert len(grid.select(df, 0.3)) == 220 and i in grid.select(df, 0.3).index
+    assert i not in grid.select(df, 0.3, sufficient_only=True).index
+    assert grid.select(df, 0.3 + 5e-9).empty and grid.select(df, 0.995 + 5e-9).empty
+
+
+def test_by_theta_e_is_sorted_whatever_the_row_order(art, raw):
+    """Table 4's rows come in increasing θ_E even when the CSV rows are in reverse order."""
+    t = grid.by_theta_e(_EditedGrid(art, "no_poisson", lambda df: df.iloc[::-1]))
+    assert list(t["theta_e"]) == sorted(raw["meta"]["no_poisson"]["grid"]["theta_e"])
+    k, n = _sum(raw, "no_poisson", 0.3, where=lambda r: r["theta_e"] == t["theta_e"].iloc[0])
+    assert (t["n_detected"].iloc[0], t["n_injected"].iloc[0]) == (k, n)

@@ -188,3 +188,18 @@ def test_spec_defaults_and_validation():
     for clip in (0.0, -1.0, float("nan")):
         with pytest.raises(PreprocessError, match=rf"^clip_range must be > 0, got {clip}$"):
             PreprocessSpec(clip_range=clip)
+
+
+def test_tensors_numpy_cannot_hold_are_normalised_in_torch():
+    """A bfloat16 tensor (no numpy dtype) and a tensor that requires grad are converted by torch, not numpy: the
+    result is a float32 tensor equal to the scipy reference of the same values, and gradients flow back."""
+    img = _image(5, 101)
+    bf16 = torch.as_tensor(img).to(torch.bfloat16)
+    got = raw_robust(bf16)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    assert np.allclose(got.numpy(), _reference(bf16.to(torch.float64).numpy()), atol=2e-4)
+    leaf = torch.as_tensor(img, dtype=torch.float32).requires_grad_()
+    out = raw_robust(leaf)
+    assert out.requires_grad and np.allclose(out.detach().numpy(), _reference(img), atol=2e-4)
+    out.sum().backward()
+    assert leaf.grad is not None and leaf.grad.shape == (3, 101, 101)

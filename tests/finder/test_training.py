@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -152,15 +153,21 @@ def test_warmup_then_cosine_learning_rates(survey, tmp_path, monkeypatch):
     np.testing.assert_allclose(train(step, progress=False, log=None).history["lr"], [0.004, 0.004, 0.002, 0.002])
 
 
-def test_gradient_accumulation_steps_every_k_batches_and_at_the_end(survey, tmp_path):
+def test_gradient_accumulation_steps_every_k_batches_and_at_the_end(survey, tmp_path, monkeypatch):
     n_train = int((survey[1]["split"] == "train").sum())
     cfg = from_mapping(small(survey, tmp_path / "run", epochs=1, batch_size=16, effective_batch=48), "test")
+    # a fake clock read at the epoch's start, the end of its training and the end of its validation
+    ticks = iter([10.0, 13.2, 14.0])
+    monkeypatch.setattr("lenslib.finder.training.time", SimpleNamespace(perf_counter=lambda: next(ticks)))
     res = train(cfg, progress=False, log=None)
     opt = read_checkpoint(tmp_path / "run" / "last.pt")["opt"]
     n_batches = n_train // 16
     assert n_batches % 3, "pick sizes where the last step is a partial accumulation"
     assert int(next(iter(opt["state"].values()))["step"]) == math.ceil(n_batches / 3)
-    assert res.history["train_images_per_s"].iloc[0] > 0
+    # images/s counts the images of the whole micro-batches (drop_last) over the training part of the epoch
+    assert res.history["train_images_per_s"].iloc[0] == pytest.approx(n_batches * 16 / 3.2, rel=1e-12)
+    assert res.history["seconds"].iloc[0] == pytest.approx(4.0, rel=1e-12)
+    assert read_metrics(tmp_path / "run")["train_images_per_s"].iloc[0] == pytest.approx(n_batches * 5.0, rel=1e-12)
 
 
 def test_early_stopping_after_patience_epochs(survey, tmp_path, monkeypatch):
@@ -215,13 +222,26 @@ def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(survey, tmp_p
     out = p.communicate(timeout=300)[0]
     assert p.returncode == 0 and f"resuming from {tmp_path / 'killed' / 'last.pt'} (epoch {done}" in out, out
 
-    a = read_checkpoint(tmp_path / "straight" / "last.pt")
-    b = read_checkpoint(tmp_path / "killed" / "last.pt")
-    assert a["epoch"] == b["epoch"] == 5
-    for k, v in a["model"].items():
-        assert torch.equal(v, b["model"][k]), k
-    assert [json.loads(x)["val_auc"] for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()] == \
-        [json.loads(x)["val_auc"] for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    for name in ("last.pt", "best.pt"):
+        a = read_checkpoint(tmp_path / "straight" / name)
+        b = read_checkpoint(tmp_path / "killed" / name)
+        assert (a["best_auc"], a["best_epoch"]) == (b["best_auc"], b["best_epoch"]), name
+        assert a["epoch"] == b["epoch"] and a["model"].keys() == b["model"].keys(), name
+        for k, v in a["model"].items():
+            assert torch.equal(v, b["model"][k]), (name, k)
+    assert read_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 5
+    # every row of the metrics log, but the wall-clock timings, as in the uninterrupted run
+    rows = {name: [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            for name in runs}
+    timing = {"train_images_per_s", "seconds"}
+    assert [r["epoch"] for r in rows["killed"]] == [1, 2, 3, 4, 5]
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows["straight"]] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in rows["killed"]]
+    assert all(set(r) == set(rows["straight"][0]) for r in rows["killed"])
+    # best_auc is the running maximum of val_auc, and best.pt is the epoch of its first maximum
+    aucs = [r["val_auc"] for r in rows["killed"]]
+    assert [r["best_auc"] for r in rows["killed"]] == [max(aucs[: k + 1]) for k in range(5)]
+    assert read_checkpoint(tmp_path / "killed" / "best.pt")["epoch"] == aucs.index(max(aucs)) + 1
 
 
 # --- on-the-fly injection -------------------------------------------------------------------------------

@@ -182,17 +182,32 @@ def test_evaluate_tolerance_boundaries(computed, value, status):
     assert r.computed == value or (math.isnan(value) and math.isnan(r.computed))
 
 
+@pytest.mark.parametrize("paper, decimals", [(0.0, 0), (2.0, 0), (-3.0, 0), (0.0, 2)])
+def test_evaluate_boundary_slack_is_inclusive(computed, paper, decimals):
+    """The half-unit tolerance carries a relative slack of 1e-9 (for rounding of the computed value): a value
+    whose distance to the paper value is exactly half a unit times (1 + 1e-9) still agrees, one at twice the
+    slack does not, on either side."""
+    half = 0.5 * 10.0 ** -decimals
+    for sign in (1, -1):
+        edge = half * (1 + 1e-9)
+        assert abs((paper + sign * edge) - paper) == edge  # the distance is represented exactly
+        computed(paper + sign * edge)
+        assert claims.evaluate(_claim(paper=paper, decimals=decimals), None).status == "agrees"
+        computed(paper + sign * half * (1 + 2e-9))
+        assert claims.evaluate(_claim(paper=paper, decimals=decimals), None).status == "disagrees"
+
+
 def test_evaluate_sig_claim_and_result_fields(computed):
     """A 3-sf claim: tolerance 5e-7 at 3.24e-4; the result carries id, text, paper, unit, precision, kind,
     source and a detail with the call, the value and the tolerance; args reach the function with the artefacts."""
     calls = computed(3.2449e-4)
     art = object()
     c = {"id": "s", "text": "sign test", "paper": 3.24e-4, "sig": 3, "compute": "experiments.poisson.sign_test_p",
-         "args": {"mag_bin": "21-22"}, "unit": "", "kind": "reported", "source": "Table 7"}
+         "args": {"mag_bin": "21-22"}, "unit": "p", "kind": "reported", "source": "Table 7"}
     r = claims.evaluate(c, art)
     assert calls == [(art, {"mag_bin": "21-22"})]
     assert r.as_dict() == {
-        "id": "s", "text": "sign test", "paper": 3.24e-4, "unit": "", "precision": "3 sf", "computed": 3.2449e-4,
+        "id": "s", "text": "sign test", "paper": 3.24e-4, "unit": "p", "precision": "3 sf", "computed": 3.2449e-4,
         "status": "agrees", "kind": "reported", "source": "Table 7",
         "detail": ("experiments.poisson.sign_test_p({'mag_bin': '21-22'}) = 0.00032449; "
                    "|Δ| = 4.9e-07 vs tolerance 5e-07")}

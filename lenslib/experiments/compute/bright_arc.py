@@ -9,17 +9,20 @@ the same geometry, in every bin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import torch
 
-from lenslib._tqdm import tqdm
 from lenslib._util import atomic_write, write_json
-from lenslib.experiments.compute.inputs import Inputs, RecomputeError
+from lenslib.experiments.compute.inputs import Inputs, RecomputeError, Scorer
 from lenslib.experiments.compute.tier_a import sample_rows
 from lenslib.injection import UNRESTRICTED_BETA_FRAC, InjectionEngine, InjectionParams, draw
+from lenslib.parallel import Executor, LocalExecutor, worker_device
 
 MAG_BINS = tuple((f"{m}-{m + 1}", float(m), float(m + 1)) for m in range(18, 26))
 
@@ -65,47 +68,124 @@ def draws(priors, n_hosts: int, theta_e: float, seed: int, unrestricted: bool) -
             pd.DataFrame(rows, columns=["mag_bin", "host_idx", "target_mag"]))
 
 
+def groups(variants: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The requested variants by the images they score: ``{group name: variants of VARIANTS}``; the group is
+    named by its first variant, and holds every variant of :data:`VARIANTS` with the same images."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in variants:
+        key = VARIANTS[name].images_key
+        first = next(n for n, v in VARIANTS.items() if v.images_key == key)
+        out.setdefault(first, tuple(n for n, v in VARIANTS.items() if v.images_key == key))
+    return out
+
+
+@dataclass
+class BrightArcContext:
+    """What every bright-arc task needs, sent once to each worker: the hosts' PSF and depth columns and
+    images, the draws of every group, the scorer, the sampling and the shard folder of each group.
+    ``device`` None: the worker's own (its GPU, else the CPU)."""
+
+    hosts: pd.DataFrame
+    images: np.ndarray
+    draws: dict[str, tuple[InjectionParams, np.ndarray, pd.DataFrame, np.ndarray]]  # group → params, seeds, index, ok
+    scorer: Scorer
+    sampling: str
+    dirs: dict[str, Path]
+    device: torch.device | None = None
+
+    def engine(self, group: str) -> InjectionEngine:
+        """The injection engine of a group, made once per process (and the scorer moved to the device)."""
+        cache = self.__dict__.setdefault("_engines", {})
+        if group not in cache:
+            device = self.device or torch.device(worker_device())
+            self.scorer.model.to(device)
+            v = VARIANTS[group]
+            cache[group] = InjectionEngine(poisson=v.poisson, gain=v.gain, sampling=self.sampling, device=device,
+                                           batch_size=512 if device.type == "cuda" else 128)
+        return cache[group]
+
+
+def bright_arc_task(ctx: BrightArcContext, item: tuple[str, str]) -> Path:
+    """Inject one magnitude bin of one group (``(group, bin label)``), score it with every variant of the
+    group, and write ``ba_<group>/shards/<bin>.parquet`` atomically (row, lensed_r_mag, arc_snr, a
+    ``score_<variant>`` column per variant), unless it exists."""
+    group, label = item
+    path = ctx.dirs[group] / f"{label}.parquet"
+    if path.exists():
+        return path
+    params, seeds, index, ok = ctx.draws[group]
+    sel = ok & (index["mag_bin"] == label).to_numpy()
+    rows = np.flatnonzero(sel)
+    h = index["host_idx"].to_numpy()[rows]
+    df = pd.DataFrame({"row": rows})
+    if len(rows):
+        res = ctx.engine(group).inject(ctx.images[h], params.select(sel), ctx.hosts["psfsize_r"].to_numpy()[h],
+                                       ctx.hosts["psfdepth_r"].to_numpy()[h], seeds=seeds[rows])
+        df["lensed_r_mag"], df["arc_snr"] = res.lensed_r_mag, res.arc_snr
+        for name in groups((group,))[group]:
+            clip = VARIANTS[name].clip_range
+            spec = ctx.scorer.spec if clip is None else replace(ctx.scorer.spec, clip_range=float(clip))
+            df[f"score_{name}"] = replace(ctx.scorer, spec=spec).scores(res.injected)
+    with atomic_write(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return path
+
+
 def run_bright_arcs(inputs: Inputs, results: Path, *, n_hosts: int = 200, theta_e: float = 1.5, seed: int = 42,
                     variants: tuple[str, ...] = tuple(VARIANTS), meta: dict | None = None, sampling: str = "full",
-                    progress: bool = True) -> dict[str, dict]:
+                    progress: bool = True, executor: Executor | None = None) -> dict[str, dict]:
     """Write ``ba_<variant>/bright_arc_results.json`` (F.4) and ``injection_metadata_scored.parquet`` per variant.
 
-    A variant whose results file exists is not redone (a rerun resumes after the last finished variant)."""
+    The work is one task per magnitude bin and group of variants that score the same images (run on
+    ``executor``, default this process), each writing its shard; a variant whose results file exists is not
+    redone, and a rerun computes only the missing shards."""
     if n_hosts <= 0:
         raise RecomputeError(f"parameter 'bright_arc_hosts' must be > 0, got {n_hosts}")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise RecomputeError(f"unknown bright-arc variant(s) {unknown}; variants are {list(VARIANTS)}")
+    executor = executor or LocalExecutor()
     hosts = sample_rows(inputs.rows("val", label=0, finite_psf=True), n_hosts, seed).reset_index(drop=True)
     if hosts.empty:
         raise RecomputeError("no validation negative with a finite psfsize_r and psfdepth_r to host the bright arcs")
+    todo = tuple(v for v in variants if not (results / f"ba_{v}" / "bright_arc_results.json").exists())
+    if not todo:
+        return {}
     images, errors = inputs.load_images(hosts, progress=progress)
     n = len(hosts)
-    images_cache: dict[tuple, tuple] = {}
+    draws_by_group = {}
+    for group in groups(todo):
+        params, seeds, index = draws(inputs.priors, n, theta_e, seed, VARIANTS[group].unrestricted)
+        draws_by_group[group] = (params, seeds, index, ~index["host_idx"].isin(list(errors)).to_numpy())
+    dirs = {g: results / f"ba_{g}" / "shards" for g in draws_by_group}
+    local = executor.kind == "local"
+    scorer = inputs.scorer()
+    if not local:  # the workers put the model on their own device
+        scorer = replace(scorer, model=copy.deepcopy(scorer.model).cpu())
+    ctx = BrightArcContext(hosts[["psfsize_r", "psfdepth_r"]], images, draws_by_group, scorer, sampling, dirs,
+                           inputs.device if local else None)
+    items = [(g, label) for g in draws_by_group for label, _, _ in MAG_BINS]
+    executor.map(bright_arc_task, ctx, items, desc="bright arcs", progress=progress)
     out = {}
-    for name in tqdm(variants, desc="bright arcs", unit="variant", disable=not progress):
-        v = VARIANTS[name]
-        folder = results / f"ba_{name}"
-        if (folder / "bright_arc_results.json").exists():
-            continue
-        if v.images_key not in images_cache:
-            params, seeds, index = draws(inputs.priors, n, theta_e, seed, v.unrestricted)
-            ok = ~index["host_idx"].isin(list(errors)).to_numpy()
-            engine = InjectionEngine(poisson=v.poisson, gain=v.gain, sampling=sampling, device=inputs.device,
-                                     batch_size=512 if inputs.device.type == "cuda" else 128)
-            h = index["host_idx"].to_numpy()[ok]
-            res = engine.inject(images[h], params.select(ok), hosts["psfsize_r"].to_numpy()[h],
-                                hosts["psfdepth_r"].to_numpy()[h], seeds=seeds[ok])
-            images_cache[v.images_key] = (params, seeds, index, ok, res)
-        params, seeds, index, ok, res = images_cache[v.images_key]
-        scores = np.full(len(index), np.nan)
-        scores[ok] = inputs.scorer(v.clip_range).scores(res.injected)
-        table = _metadata(hosts, params, seeds, index, ok, res, theta_e, scores, name)
-        with atomic_write(folder / "injection_metadata_scored.parquet") as tmp:
-            table.to_parquet(tmp, index=False)
-        doc = _results(table, v, name, n, theta_e, seed, meta or {}, inputs)
-        write_json(folder / "bright_arc_results.json", doc)
-        out[name] = doc
+    for group, names in groups(todo).items():
+        params, seeds, index, ok = draws_by_group[group]
+        shard = pd.concat([pd.read_parquet(dirs[group] / f"{label}.parquet") for label, _, _ in MAG_BINS],
+                          ignore_index=True).sort_values("row")
+        if not np.array_equal(shard["row"].to_numpy(), np.flatnonzero(ok)):
+            raise RecomputeError(f"the bright-arc shards under {dirs[group]} do not hold the expected injections; "
+                                 f"remove the folder and rerun")
+        for name in (v for v in names if v in todo):
+            scores = np.full(len(index), np.nan)
+            scores[ok] = shard[f"score_{name}"].to_numpy() if len(shard) else []
+            res = SimpleNamespace(lensed_r_mag=shard["lensed_r_mag"].to_numpy() if len(shard) else [],
+                                  arc_snr=shard["arc_snr"].to_numpy() if len(shard) else [])
+            table = _metadata(hosts, params, seeds, index, ok, res, theta_e, scores, name)
+            folder = results / f"ba_{name}"
+            with atomic_write(folder / "injection_metadata_scored.parquet") as tmp:
+                table.to_parquet(tmp, index=False)
+            doc = _results(table, VARIANTS[name], name, n, theta_e, seed, meta or {}, inputs)
+            write_json(folder / "bright_arc_results.json", doc)
+            out[name] = doc
     return out
 
 

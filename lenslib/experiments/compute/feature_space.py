@@ -19,6 +19,7 @@ from lenslib.experiments.compute.inputs import Inputs, RecomputeError
 from lenslib.experiments.compute.probe import write_probe_artefacts
 from lenslib.experiments.compute.tier_a import sample_rows
 from lenslib.injection import InjectionEngine, InjectionParams, draw
+from lenslib.parallel import Executor
 
 LOW_BF, HIGH_BF = (0.1, 0.3), (0.7, 1.0)
 
@@ -77,10 +78,11 @@ def populations(inputs: Inputs, *, n_samples: int = 500, theta_e: float = 1.5, t
 
 def run_probe(inputs: Inputs, results: Path, *, n_samples: int = 500, n_permutations: int = 1000,
               n_bootstrap: int = 5000, seed: int = 42, checkpoint: str = "", sampling: str = "full",
-              umap: bool = True, progress: bool = True) -> dict:
-    """Embed the populations and write ``linear_probe/`` (F.5–F.7, embeddings.npz, the Tier-A vs B control)."""
+              umap: bool = True, progress: bool = True, executor: Executor | None = None) -> dict:
+    """Embed the populations and write ``linear_probe/`` (F.5–F.7, embeddings.npz, the Tier-A vs B control);
+    the permutation test's fits run on ``executor`` (default: this process)."""
     pops, tier_b, groups = populations(inputs, n_samples=n_samples, seed=seed, sampling=sampling, progress=progress)
     return write_probe_artefacts(results, pops, checkpoint=checkpoint, seed=seed, n_permutations=n_permutations,
                                  n_bootstrap=n_bootstrap, tier_b=tier_b, tier_a_groups=groups["tier_a"],
                                  tier_b_groups=groups["tier_b"] if tier_b is not None else None, umap=umap,
-                                 progress=progress)
+                                 progress=progress, executor=executor)

@@ -32,6 +32,7 @@ from lenslib.experiments.compute.inputs import Inputs, RecomputeError
 from lenslib.experiments.compute.tier_a import sample_rows
 from lenslib.experiments.gate import THRESHOLD, gate_from_embeddings, matched_completeness
 from lenslib.injection import InjectionEngine, draw
+from lenslib.parallel import Executor
 
 TRUTH_KEY = "manifests/synthetic_truth.parquet"
 
@@ -130,11 +131,12 @@ def run_gate(inputs: Inputs, results: Path, work: Path, tau: dict[float, float],
              mixes: list[float], n_samples: int, injections_per_cell: int, seed: int,
              theta_e: tuple[float, float], source_r_mag: tuple[float, float], min_arc_snr: float | None = None,
              meta: dict | None = None,
-             progress: bool = True, log=print) -> dict[str, Any]:
-    """Run the gate (see the module docstring) after the Sérsic grid; returns the content of gate_results.json."""
+             progress: bool = True, log=print, executor: Executor | None = None) -> dict[str, Any]:
+    """Run the gate (see the module docstring) after the Sérsic grid; returns the content of gate_results.json.
+    The realistic-source grid's shards run on ``executor`` (default: this process)."""
     spec = replace(base, injections_per_cell=injections_per_cell, source_mix=1.0, conditions=("no_poisson",),
                    prefix="grid_realistic_")
-    grid.run_grid(inputs, results, work, tau, spec, meta=meta, progress=progress, log=log)
+    grid.run_grid(inputs, results, work, tau, spec, meta=meta, progress=progress, log=log, executor=executor)
     sweep, ref = gate_sweep(inputs, mixes=mixes, n_samples=n_samples, seed=seed, theta_e=theta_e,
                             source_r_mag=source_r_mag, min_arc_snr=min_arc_snr, sampling=base.sampling)
     out_dir = results / "realism_gate"

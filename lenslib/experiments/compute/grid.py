@@ -17,21 +17,23 @@ per-injection table ``grid_<condition>/injections.parquet`` and the D06 artefact
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lenslib._tqdm import tqdm
 from lenslib._util import atomic_write, write_json
-from lenslib.experiments.compute.inputs import Inputs, RecomputeError
+from lenslib.experiments.compute.inputs import Inputs, RecomputeError, Scorer
 from lenslib.experiments.compute.tier_a import sample_rows
 from lenslib.injection import InjectionEngine, InjectionParams, PixelatedStamps, draw
 from lenslib.injection.realistic import RealisticSourceSpec, realistic_sources
+from lenslib.parallel import Executor, LocalExecutor, worker_device
 from lenslib.stats import jeffreys_interval
 from lenslib.survey import PIXSCALE, depth_mag
 
@@ -262,37 +264,71 @@ def threshold_rows(spec: GridSpec, tau: dict[float, float]) -> list[tuple[float,
             + [(float(v), f"FPR={f:.1e}", float(f)) for f, v in tau.items()])
 
 
+@dataclass
+class GridContext:
+    """What every grid task needs, sent once to each worker: the host pool's columns and images, the plan,
+    the spec, the scorer, and the shard folders. ``device`` None: the worker's own (its GPU, else the CPU)."""
+
+    pool: pd.DataFrame
+    images: np.ndarray
+    plan: Plan
+    spec: GridSpec
+    scorer: Scorer
+    dirs: dict[str, Path]
+    device: torch.device | None = None
+
+    def engines(self) -> dict[str, InjectionEngine]:
+        """The injection engine of each condition, made once per process (and the scorer moved to the device)."""
+        if getattr(self, "_engines", None) is None:
+            device = self.device or torch.device(worker_device())
+            self.scorer.model.to(device)
+            batch = self.spec.batch_size or (512 if device.type == "cuda" else 128)
+            self._engines = {c: InjectionEngine(poisson=CONDITIONS[c], gain=self.spec.gain,
+                                                sampling=self.spec.sampling, device=device, batch_size=batch,
+                                                source_mix=self.spec.source_mix) for c in self.spec.conditions}
+        return self._engines
+
+
+def grid_task(ctx: GridContext, shard: tuple[str, np.ndarray]) -> str:
+    """Inject, score and write one shard (``(file name, plan rows)``) under every condition, unless its
+    files exist already; each file is written atomically, so a task killed midway leaves nothing."""
+    name, rows = shard
+    if not all((ctx.dirs[c] / name).exists() for c in ctx.spec.conditions):
+        frames = run_shard(None, ctx.pool, ctx.images, ctx.plan, rows, ctx.engines(), ctx.scorer)
+        for c, df in frames.items():
+            with atomic_write(ctx.dirs[c] / name) as tmp:
+                df.to_parquet(tmp, index=False)
+    return name
+
+
 def run_grid(inputs: Inputs, results: Path, work: Path, tau: dict[float, float], spec: GridSpec = GridSpec(), *,
-             meta: dict | None = None, progress: bool = True, log=print) -> dict[str, Path]:
-    """Plan, inject, score and write both grid conditions; returns the CSV path per condition."""
+             meta: dict | None = None, progress: bool = True, log=print,
+             executor: Executor | None = None) -> dict[str, Path]:
+    """Plan, inject, score and write both grid conditions; returns the CSV path per condition.
+
+    The shards run on ``executor`` (default: this process); only the missing ones are computed."""
     t0 = time.perf_counter()
+    executor = executor or LocalExecutor()
     pool = sample_rows(inputs.rows("val", label=0), spec.host_max, spec.seed).reset_index(drop=True)
     images, errors = inputs.load_images(pool, progress=progress)
     plan = make_plan(pool, errors, spec, inputs.priors, progress=progress)
     if plan.table.empty:
         raise RecomputeError(f"the grid has no injection to make: no usable host among {len(pool)} validation "
                              f"negatives ({len(errors)} failed to load)")
-    batch = spec.batch_size or (512 if inputs.device.type == "cuda" else 128)
-    engines = {c: InjectionEngine(poisson=CONDITIONS[c], gain=spec.gain, sampling=spec.sampling, device=inputs.device,
-                                  batch_size=batch, source_mix=spec.source_mix) for c in spec.conditions}
-    scorer = inputs.scorer(batch_size=256)
     parts = shards(plan, spec)
     names = [f"cells_{int(plan.table['cell_idx'].iloc[r[0]]):05d}.parquet" for r in parts]
     dirs = {c: results / f"{spec.prefix}{c}" / "shards" for c in spec.conditions}
-    todo = [k for k, n in enumerate(names) if not all((dirs[c] / n).exists() for c in spec.conditions)]
-    bar = tqdm(total=len(plan.table), initial=len(plan.table) - sum(len(parts[k]) for k in todo),
-               desc=f"grid ({len(spec.conditions)} conditions)", unit="inj", disable=not progress)
-    with ThreadPoolExecutor(max_workers=1) as helper:  # the next shard's hosts are gathered meanwhile
-        nxt = helper.submit(gather_hosts, images, plan, parts[todo[0]]) if todo else None
-        for j, k in enumerate(todo):
-            hosts = nxt.result()
-            nxt = helper.submit(gather_hosts, images, plan, parts[todo[j + 1]]) if j + 1 < len(todo) else None
-            frames = run_shard(inputs, pool, images, plan, parts[k], engines, scorer, hosts=hosts)
-            for c, df in frames.items():
-                with atomic_write(dirs[c] / names[k]) as tmp:
-                    df.to_parquet(tmp, index=False)
-            bar.update(len(parts[k]))
-    bar.close()
+    todo = [(n, r) for n, r in zip(names, parts, strict=True)
+            if not all((dirs[c] / n).exists() for c in spec.conditions)]
+    if todo:
+        local = executor.kind == "local"
+        scorer = inputs.scorer(batch_size=256)
+        if not local:  # the workers put the model on their own device
+            scorer = replace(scorer, model=copy.deepcopy(scorer.model).cpu())
+        columns = ["psfsize_r", "psfdepth_r", "galaxy_id", "cutout_path"]
+        ctx = GridContext(pool[columns], images, plan, spec, scorer, dirs, inputs.device if local else None)
+        log(f"grid: {len(todo)} of {len(parts)} shards to compute ({executor.kind} executor)")
+        executor.map(grid_task, ctx, todo, desc=f"grid ({len(spec.conditions)} conditions)", progress=progress)
     rate = len(plan.table) * len(spec.conditions) / max(time.perf_counter() - t0, 1e-9)
     log(f"grid: {len(plan.table)} injections × {len(spec.conditions)} conditions, {rate:.0f} injections+scores/s")
     thresholds = threshold_rows(spec, tau)

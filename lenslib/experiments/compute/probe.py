@@ -38,6 +38,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ from sklearn.preprocessing import StandardScaler
 from lenslib import LenslibError
 from lenslib._tqdm import tqdm
 from lenslib._util import atomic_write, utc_now, write_json
+from lenslib.parallel import Executor
 
 POPULATIONS = ("real_tier_a", "inj_low_bf", "inj_high_bf", "negatives")
 BLOCKS = tuple(f"features_{k}" for k in range(8))
@@ -377,10 +379,48 @@ def _load_checkpoint(path: Path, x: np.ndarray, y: np.ndarray, seed: int) -> dic
     return {"completed": completed, "perm_aucs": perm, "obs": obs, "state": state}
 
 
+PERMUTATIONS_PER_TASK = 25  # the smallest Dask task of the permutation test
+
+
+def _permutation_auc(y_perm: np.ndarray, tr: np.ndarray, te: np.ndarray, x_tr: np.ndarray,
+                     x_te: np.ndarray) -> float:
+    """AUC of LogisticRegression(max_iter=200) fitted to permuted labels on the fixed split (0.5 when a part
+    of the split has one class)."""
+    y_tr, y_te = y_perm[tr], y_perm[te]
+    if len(np.unique(y_tr)) < 2 or len(np.unique(y_te)) < 2:
+        return 0.5
+    lr = LogisticRegression(max_iter=200, solver="lbfgs").fit(x_tr, y_tr)
+    return float(roc_auc_score(y_te, lr.predict_proba(x_te)[:, 1]))
+
+
+@dataclass(frozen=True)
+class _PermutationContext:
+    """What every permutation task needs: the fixed split (scaled features, indices), the labels, the seed."""
+
+    x_tr: np.ndarray
+    x_te: np.ndarray
+    tr: np.ndarray
+    te: np.ndarray
+    y: np.ndarray
+    seed: int
+
+
+def permutation_chunk(ctx: _PermutationContext, span: tuple[int, int]) -> np.ndarray:
+    """AUCs of permutations ``a .. b-1`` (0-based) of the sequential test: the RNG replayed to permutation a."""
+    a, b = span
+    rs = np.random.RandomState(ctx.seed)
+    rs.set_state(_replayed_state(ctx.seed, ctx.y, a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return np.array([_permutation_auc(rs.permutation(ctx.y), ctx.tr, ctx.te, ctx.x_tr, ctx.x_te)
+                         for _ in range(a, b)])
+
+
 def permutation_bootstrap(x_real: np.ndarray, x_inj: np.ndarray, checkpoint_path: Path, *, seed: int = 42,
                           n_permutations: int = 1000, n_bootstrap: int = 5000, checkpoint_every: int = 10,
                           resume: bool = True, progress: bool = True,
-                          on_permutation: Callable[[int], None] | None = None) -> dict:
+                          on_permutation: Callable[[int], None] | None = None,
+                          executor: Executor | None = None) -> dict:
     """E.4 item 11: the content of ``permutation_bootstrap_results.json`` (§F.6), with ``checkpoint.npz`` (§F.7).
 
     As ``scripts/permutation_bootstrap_auc.py``: ``np.random.seed(seed)`` (here a private legacy
@@ -397,7 +437,12 @@ def permutation_bootstrap(x_real: np.ndarray, x_inj: np.ndarray, checkpoint_path
     :class:`ProbeCheckpointMismatch`) is continued, so a killed run and an uninterrupted one write the same
     files. A checkpoint with fewer permutations than ``n_permutations`` is extended, one with more is cut back
     (the RNG state is replayed). ``on_permutation(k)`` is called after permutation k (1-based) and its
-    checkpoint write."""
+    checkpoint write.
+
+    With a Dask ``executor`` the permutations still to do run as tasks of ``checkpoint_every`` (at least
+    :data:`PERMUTATIONS_PER_TASK`) permutations each; a task replays the RNG to its first permutation, so the
+    AUCs, the checkpoint and the results are those of the sequential loop (``on_permutation`` is then called
+    once, with ``n_permutations``)."""
     if n_permutations < 1 or n_bootstrap < 1 or checkpoint_every < 1:
         raise ProbeInputError(f"n_permutations ({n_permutations}), n_bootstrap ({n_bootstrap}) and "
                               f"checkpoint_every ({checkpoint_every}) must be >= 1")
@@ -419,17 +464,23 @@ def permutation_bootstrap(x_real: np.ndarray, x_inj: np.ndarray, checkpoint_path
             if start < ck["completed"] or len(ck["perm_aucs"]) != n_permutations:
                 _save_checkpoint(checkpoint_path, start, perm_aucs, obs, rs.get_state())
         tr, te, x_tr, x_te = _single_split(x, y, seed)
+        if executor is not None and executor.kind != "local" and start < n_permutations:
+            size = max(checkpoint_every, PERMUTATIONS_PER_TASK)
+            chunks = [(a, min(a + size, n_permutations)) for a in range(start, n_permutations, size)]
+            ctx = _PermutationContext(x_tr, x_te, tr, te, y, seed)
+            for (a, b), aucs in zip(chunks, executor.map(permutation_chunk, ctx, chunks, desc="probe permutations",
+                                                         progress=progress), strict=True):
+                perm_aucs[a:b] = aucs
+            rs.set_state(_replayed_state(seed, y, n_permutations))
+            _save_checkpoint(checkpoint_path, n_permutations, perm_aucs, obs, rs.get_state())
+            if on_permutation is not None:
+                on_permutation(n_permutations)
+            start = n_permutations
         bar = tqdm(total=n_permutations, initial=start, desc="probe permutations", disable=not progress,
                    leave=False)
         with bar:
             for i in range(start, n_permutations):
-                y_perm = rs.permutation(y)
-                y_tr, y_te = y_perm[tr], y_perm[te]
-                if len(np.unique(y_tr)) < 2 or len(np.unique(y_te)) < 2:
-                    perm_aucs[i] = 0.5
-                else:
-                    lr = LogisticRegression(max_iter=200, solver="lbfgs").fit(x_tr, y_tr)
-                    perm_aucs[i] = roc_auc_score(y_te, lr.predict_proba(x_te)[:, 1])
+                perm_aucs[i] = _permutation_auc(rs.permutation(y), tr, te, x_tr, x_te)
                 done = i + 1
                 if done % checkpoint_every == 0 or done == n_permutations:
                     _save_checkpoint(checkpoint_path, done, perm_aucs, obs, rs.get_state())
@@ -618,7 +669,8 @@ def write_probe_artefacts(out_dir: Path, populations: dict[str, dict[str, np.nda
                           umap: bool = True, progress: bool = True, checkpoint_every: int = 10,
                           resume: bool = True, add_sky_noise: bool = False, add_poisson_noise: bool = False,
                           gain_e_per_nmgy: float = 150.0,
-                          on_permutation: Callable[[int], None] | None = None) -> dict:
+                          on_permutation: Callable[[int], None] | None = None,
+                          executor: Executor | None = None) -> dict:
     """Write the linear-probe artefacts of §E.4 under ``out_dir / "linear_probe"`` (see the module docstring).
 
     Parameters
@@ -698,7 +750,7 @@ def write_probe_artefacts(out_dir: Path, populations: dict[str, dict[str, np.nda
     pb = permutation_bootstrap(pops["real_tier_a"]["penultimate"], pops["inj_low_bf"]["penultimate"],
                                paths["checkpoint"], seed=seed, n_permutations=n_permutations,
                                n_bootstrap=n_bootstrap, checkpoint_every=checkpoint_every, resume=resume,
-                               progress=progress, on_permutation=on_permutation)
+                               progress=progress, on_permutation=on_permutation, executor=executor)
     write_json(paths["permutation"], pb)
     written = {k: paths[k] for k in ("embeddings", "feature_space", "checkpoint", "permutation")}
     tab = None
