@@ -8,6 +8,7 @@ backend here: lenslib's plot functions never choose a backend themselves."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -22,6 +23,22 @@ SHARED = REPO.parent / "shared" / "data"
 D06 = SHARED / "d06"
 BUCKET = "darkhaloscope"
 PREFIX = "stronglens_calibration/results/D06_20260216_corrected_priors/"
+
+
+# distributed's nannies set these in the process that starts a LocalCluster and never reset them: after a test
+# that starts one, every later subprocess (lenslib run, notebooks) would run torch on one thread
+_THREAD_ENV = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                               "MALLOC_TRIM_THRESHOLD_")}
+
+
+@pytest.fixture(autouse=True)
+def _thread_environment_as_at_start():
+    yield
+    for k, v in _THREAD_ENV.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def pytest_addoption(parser):

@@ -12,6 +12,22 @@ from lenslib import LenslibError
 from lenslib._tqdm import tqdm
 
 KINDS = ("local", "dask")
+#: variables that distributed's nannies set in this process's environment before they start a worker (so that the
+#: worker inherits them) and never reset; left set, every later subprocess (a notebook, a test) would run torch and
+#: BLAS on one thread. The executor puts them back as they were.
+NANNY_ENVIRON = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+
+
+def _environ(keys: tuple[str, ...] = NANNY_ENVIRON) -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in keys}
+
+
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 class ExecutorError(LenslibError, ValueError):
@@ -81,6 +97,7 @@ class DaskExecutor:
         self.timeout_s, self.retries, self.log = timeout_s, retries, log
         self._client = None
         self._cluster = None
+        self._environ = _environ()
 
     @property
     def client(self):
@@ -98,7 +115,11 @@ class DaskExecutor:
         from lenslib.parallel.plugins import TorchThreads
 
         if self.scheduler is None:
-            self._cluster = self._local_cluster()
+            self._environ = _environ()
+            try:
+                self._cluster = self._local_cluster()
+            finally:
+                _restore_environ(self._environ)
             client = Client(self._cluster)
         else:
             try:
@@ -150,6 +171,8 @@ class DaskExecutor:
             return client.gather(futures)
         finally:
             client.cancel([*futures, box])
+            if self._cluster is not None:  # a nanny that restarted a worker set them again
+                _restore_environ(self._environ)
 
     def close(self) -> None:
         if self._client is not None:
@@ -158,6 +181,7 @@ class DaskExecutor:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+            _restore_environ(self._environ)
 
     def __enter__(self) -> DaskExecutor:
         return self

@@ -644,12 +644,14 @@ class _PicklingExecutor:
 
     def __init__(self):
         self.items: list = []
+        self.calls: list = []
 
     def map(self, fn, context, items, *, desc="tasks", progress=True):
         import pickle
 
         ctx = pickle.loads(pickle.dumps(context))
         self.items += list(items)
+        self.calls.append((desc, progress))
         return [fn(ctx, item) for item in items]
 
 
@@ -672,7 +674,7 @@ def test_scoring_as_tasks_on_a_pickled_context_equals_scoring_here(tmp_path):
     ex = _PicklingExecutor()
     tasks = score_manifest(model, manifest, tmp_path / "tasks.parquet", root=tmp_path, chunk_size=4, progress=False,
                            executor=ex)
-    assert ex.items == [(0, 4), (4, 4), (8, 3)]
+    assert ex.items == [(0, 4), (4, 4), (8, 3)] and ex.calls == [("scoring", False)]
     pd.testing.assert_frame_equal(tasks, here)
     assert (tmp_path / "tasks.parquet").read_bytes() == (tmp_path / "here.parquet").read_bytes()
     assert tasks["error"].notna().tolist() == [k == 5 for k in range(11)]

@@ -223,3 +223,18 @@ def test_manifest_scoring_on_two_workers_survives_a_killed_worker_and_equals_the
     assert 1 <= done_at_kill < -(-len(local) // 8)  # the kill came mid-run
     assert (tmp_path / "dask.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
     assert not parts.exists()
+
+
+def test_a_local_cluster_leaves_this_process_environment_as_it_was(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")
+    with DaskExecutor(None, n_workers=1, log=lambda *a: None) as ex:
+        assert ex.map(_environment_of_the_worker, None, [0]) == [("1", "1")]  # the worker runs on one thread
+        assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "2"
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "2"
+
+
+def _environment_of_the_worker(ctx, item):
+    import torch
+
+    return os.environ.get("OMP_NUM_THREADS"), str(torch.get_num_threads())
