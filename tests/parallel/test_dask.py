@@ -100,29 +100,35 @@ def test_a_worker_killed_mid_run_costs_only_its_task(inputs, local_run, cluster,
     n_shards = len(grid.shards(grid.make_plan(*_plan_inputs(inputs), SPEC, inputs.priors, progress=False), SPEC))
     assert n_shards >= 6
     with DaskExecutor(cluster.scheduler_address, log=lambda *a: None) as ex:
-        pids = ex.client.run(os.getpid)
-        errors: list[BaseException] = []
-
-        def job():
-            try:
-                _grid(inputs, tmp_path, ex)
-            except BaseException as exc:  # noqa: BLE001 (reported by the assertion below)
-                errors.append(exc)
-
-        t = threading.Thread(target=job)
-        t.start()
-        t0 = time.time()
-        while not (shards.exists() and any(shards.glob("*.parquet"))) and time.time() - t0 < 120:
-            time.sleep(0.02)
-        done_at_kill = len(list(shards.glob("*.parquet")))
-        victim = sorted(pids.values())[0]
-        os.kill(victim, signal.SIGKILL)
-        t.join(300)
-        assert not t.is_alive() and not errors, errors
+        victim, done_at_kill = _kill_a_worker_mid_run(ex, lambda: _grid(inputs, tmp_path, ex), shards, "*.parquet")
         assert 1 <= done_at_kill < n_shards  # the kill came mid-run
         assert victim not in ex.client.run(os.getpid).values()  # the worker died (the nanny started a new one)
     assert len(list(shards.glob("*.parquet"))) == n_shards and not list(shards.glob("*.part"))
     _same_files(local_run, tmp_path)
+
+
+def _kill_a_worker_mid_run(ex: DaskExecutor, run, folder: Path, pattern: str) -> tuple[int, int]:
+    """Run ``run()`` in a thread, SIGKILL one worker once ``folder`` holds a first ``pattern`` file, and wait for
+    the job to finish, which must succeed; returns the killed worker's pid and the files there at the kill."""
+    victim = sorted(ex.client.run(os.getpid).values())[0]
+    errors: list[BaseException] = []
+
+    def job():
+        try:
+            run()
+        except BaseException as exc:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(exc)
+
+    t = threading.Thread(target=job)
+    t.start()
+    t0 = time.time()
+    while not (folder.exists() and any(folder.glob(pattern))) and time.time() - t0 < 120:
+        time.sleep(0.02)
+    done_at_kill = len(list(folder.glob(pattern)))
+    os.kill(victim, signal.SIGKILL)
+    t.join(300)
+    assert not t.is_alive() and not errors, errors
+    return victim, done_at_kill
 
 
 def _plan_inputs(inputs):
@@ -202,24 +208,8 @@ def test_manifest_scoring_on_two_workers_survives_a_killed_worker_and_equals_the
     assert len(local) == len(inputs.manifest) and local["score"].notna().all()
     parts = tmp_path / "dask.parquet.parts"
     with DaskExecutor(cluster.scheduler_address, log=lambda *a: None) as ex:
-        victim = sorted(ex.client.run(os.getpid).values())[0]
-        errors: list[BaseException] = []
-
-        def job():
-            try:
-                _score(inputs, bucket, tmp_path / "dask.parquet", ex)
-            except BaseException as exc:  # noqa: BLE001 (reported by the assertion below)
-                errors.append(exc)
-
-        t = threading.Thread(target=job)
-        t.start()
-        t0 = time.time()
-        while not (parts.exists() and any(parts.glob("part_*.parquet"))) and time.time() - t0 < 120:
-            time.sleep(0.02)
-        done_at_kill = len(list(parts.glob("part_*.parquet")))
-        os.kill(victim, signal.SIGKILL)
-        t.join(300)
-        assert not t.is_alive() and not errors, errors
+        _, done_at_kill = _kill_a_worker_mid_run(ex, lambda: _score(inputs, bucket, tmp_path / "dask.parquet", ex),
+                                                 parts, "part_*.parquet")
     assert 1 <= done_at_kill < -(-len(local) // 8)  # the kill came mid-run
     assert (tmp_path / "dask.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
     assert not parts.exists()
