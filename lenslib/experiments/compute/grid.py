@@ -182,13 +182,12 @@ def realistic_family(seeds: np.ndarray, spec: RealisticSourceSpec | None = None)
     return PixelatedStamps(lambda k: realistic_sources(seeds[k], spec), spec.pixscale)
 
 
-def run_shard(inputs: Inputs, pool: pd.DataFrame, images: np.ndarray, plan: Plan, rows: np.ndarray,
-              engines: dict[str, InjectionEngine], scorer, hosts: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
-    """Inject and score one shard under every condition (``hosts``: its gathered host images, if prepared
-    already); per-injection frames by condition."""
+def run_shard(pool: pd.DataFrame, images: np.ndarray, plan: Plan, rows: np.ndarray,
+              engines: dict[str, InjectionEngine], scorer) -> dict[str, pd.DataFrame]:
+    """Inject and score one shard under every condition; per-injection frames by condition."""
     t = plan.table.iloc[rows]
     host = t["host"].to_numpy()
-    hosts = gather_hosts(images, plan, rows) if hosts is None else hosts
+    hosts = gather_hosts(images, plan, rows)
     params = plan.params.select(rows)
     fwhm = pool["psfsize_r"].to_numpy(dtype=float)[host]
     depth = pool["psfdepth_r"].to_numpy(dtype=float)[host]
@@ -294,7 +293,7 @@ def grid_task(ctx: GridContext, shard: tuple[str, np.ndarray]) -> str:
     files exist already; each file is written atomically, so a task killed midway leaves nothing."""
     name, rows = shard
     if not all((ctx.dirs[c] / name).exists() for c in ctx.spec.conditions):
-        frames = run_shard(None, ctx.pool, ctx.images, ctx.plan, rows, ctx.engines(), ctx.scorer)
+        frames = run_shard(ctx.pool, ctx.images, ctx.plan, rows, ctx.engines(), ctx.scorer)
         for c, df in frames.items():
             with atomic_write(ctx.dirs[c] / name) as tmp:
                 df.to_parquet(tmp, index=False)
