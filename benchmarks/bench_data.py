@@ -4,7 +4,9 @@ rows per second, each against a reference in the same process.
 References: ``np.load`` of the same local files one by one (the floor of any cutout reader), and
 pandas ``read_parquet`` of the same manifest without validation.
 
-    python benchmarks/bench_data.py [--n 1000] [--rows 450000]
+    python benchmarks/bench_data.py [--n 1000] [--rows 450000] [--processes N] [--no-s3]
+
+Local files are read batched on threads and on worker processes (lenslib.data.processes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lenslib.data import manifests  # noqa: E402
 from lenslib.data.cutouts import load_cutout, load_cutouts, save_cutout  # noqa: E402
+from lenslib.data.processes import CHUNK, auto_processes, available_cores  # noqa: E402
 from lenslib.data.storage import open_store  # noqa: E402
 
 
@@ -36,6 +39,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000, help="cutouts")
     ap.add_argument("--rows", type=int, default=450_000, help="manifest rows")
+    ap.add_argument("--processes", type=int, default=0, help="decoding processes (0: one per core but one, ≥ 2)")
+    ap.add_argument("--no-s3", action="store_true", help="local files only (no moto endpoint, no manifest)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,10 +53,19 @@ def main() -> None:
         paths = [str(root / k) for k in keys]
         ref = rate(args.n, lambda: [np.load(p)["cutout"] for p in paths])
         single = rate(args.n, lambda: [load_cutout(p) for p in paths])
-        batched = rate(args.n, lambda: load_cutouts(paths, workers=8))
+        batched = rate(args.n, lambda: load_cutouts(paths, workers=8, processes=0))
+        n_proc = args.processes or max(auto_processes(10**9), 2)
+        t0 = time.perf_counter()
+        load_cutouts(paths[:CHUNK * n_proc], processes=n_proc)  # the pool's start, once per process
+        start = time.perf_counter() - t0
+        on_procs = rate(args.n, lambda: load_cutouts(paths, processes=n_proc))
         print(f"reference np.load, local:   {ref:8.0f} cutouts/s")
         print(f"lenslib local, one by one:  {single:8.0f} cutouts/s  ({single / ref:.2f} x reference)")
-        print(f"lenslib local, batched (8): {batched:8.0f} cutouts/s  ({batched / ref:.2f} x reference)")
+        print(f"lenslib local, batched (8 threads): {batched:8.0f} cutouts/s  ({batched / ref:.2f} x reference)")
+        print(f"lenslib local, batched ({n_proc} processes): {on_procs:8.0f} cutouts/s  ({on_procs / ref:.2f} x "
+              f"reference, {on_procs / batched:.2f} x threads; pool start {start:.2f} s; {available_cores()} cores)")
+        if args.no_s3:
+            return
 
         import logging
 

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -120,6 +120,29 @@ def write_json(path: str | os.PathLike, obj: Any, *, allow_nan: bool = True) -> 
     ``allow_nan`` is false), through :func:`atomic_write`."""
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, allow_nan=allow_nan))
+    return Path(path)
+
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: a file does not depend on when it was written
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, Any], *, compress: bool = False,
+              allow_pickle: bool = False) -> Path:
+    """``np.savez`` (``compress``: ``np.savez_compressed``) with fixed zip timestamps, so equal arrays give
+    equal bytes, through :func:`atomic_write`. Object arrays need ``allow_pickle``, as in ``np.save``."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with atomic_write(path) as tmp, zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH)
+            info.compress_type = method
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(value), allow_pickle=allow_pickle)
+            zf.writestr(info, buf.getvalue())
     return Path(path)
 
 

@@ -62,3 +62,14 @@ def two_proportion_test(k1: int, n1: int, k2: int, n2: int) -> dict[str, float]:
     zc = stats.norm.ppf(0.975)
     return {"z": float(z), "p_value": float(p), "diff": p1 - p2,
             "ci95_lo": p1 - p2 - zc * se, "ci95_hi": p1 - p2 + zc * se}
+
+
+def jeffreys_intervals(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`jeffreys_interval` for arrays of counts at once (one scipy call for all; NaN where n ≤ 0)."""
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    ok = n > 0
+    a = (1.0 - level) / 2.0
+    kk, nn = np.where(ok, k, 0.0), np.where(ok, n, 1.0)
+    lo = stats.beta.ppf(a, kk + 0.5, nn - kk + 0.5)
+    hi = stats.beta.ppf(1.0 - a, kk + 0.5, nn - kk + 0.5)
+    return np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)

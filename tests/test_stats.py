@@ -215,3 +215,18 @@ def test_two_proportion_test_paper_numbers_precisely():
     assert r["diff"] == pytest.approx(1523 / 110000, rel=1e-12)
     assert r["p_value"] == pytest.approx(math.erfc(r["z"] / math.sqrt(2)), rel=1e-7)
     assert r["p_value"] < 1e-50
+
+
+def test_vector_jeffreys_equals_the_scalar_one_and_scipy():
+    k = np.array([0, 0, 1, 3, 7, 50, 112, 5])
+    n = np.array([1, 0, 1, 7, 7, 112, 112, -1])
+    for level in (0.68, 0.95):
+        lo, hi = stats.jeffreys_intervals(k, n, level)
+        for i in range(len(k)):
+            np.testing.assert_allclose((lo[i], hi[i]), stats.jeffreys_interval(int(k[i]), int(n[i]), level),
+                                       rtol=0, atol=0, equal_nan=True)
+        ok = n > 0
+        a = (1 - level) / 2
+        np.testing.assert_allclose(lo[ok], sps.beta.ppf(a, k[ok] + 0.5, n[ok] - k[ok] + 0.5), rtol=1e-14)
+        np.testing.assert_allclose(hi[ok], sps.beta.ppf(1 - a, k[ok] + 0.5, n[ok] - k[ok] + 0.5), rtol=1e-14)
+        assert np.isnan(lo[~ok]).all() and np.isnan(hi[~ok]).all()

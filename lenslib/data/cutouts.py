@@ -14,7 +14,9 @@ scoring and the experiments such a file is recorded as failed, like an unreadabl
 
 from __future__ import annotations
 
+import functools
 import io
+import sys
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from lenslib import LenslibError
-from lenslib._util import atomic_write
+from lenslib._util import write_npz
 from lenslib.survey import BANDS, STAMP, ImageShapeError, to_chw
 
 NAN_POLICIES = ("keep", "zero", "error")
@@ -135,7 +137,8 @@ def load_cutout(path_or_uri: str | Path, *, store=None, nan_policy: str = "keep"
 
 def save_cutout(path: str | Path, image: np.ndarray, meta: Mapping[str, Any] | None = None, *,
                 layout: str = "hwc") -> Path:
-    """Write a cutout in the paper's format (``np.savez_compressed``, key ``cutout``, 0-d ``meta_*`` keys).
+    """Write a cutout in the paper's format (as ``np.savez_compressed``, key ``cutout``, 0-d ``meta_*`` keys; fixed zip
+    timestamps, written atomically).
 
     ``image`` may be HWC or CHW; ``layout`` chooses what is stored (``"hwc"`` as the real files)."""
     if layout not in ("hwc", "chw"):
@@ -146,9 +149,7 @@ def save_cutout(path: str | Path, image: np.ndarray, meta: Mapping[str, Any] | N
         if isinstance(v, (dict, list, tuple)) or v is None:
             raise CutoutError(f"{path}: meta field {k!r} must be a scalar (got {type(v).__name__})")
         arrays[f"meta_{k}"] = np.asarray(v)
-    with atomic_write(path, suffix=".npz") as tmp:  # never a half-written cutout under the real name
-        np.savez_compressed(tmp, **arrays)
-    return Path(path)
+    return write_npz(path, arrays, compress=True)  # atomic, and the same stamp always gives the same bytes
 
 
 def _local_or_key(p: str, root: str | Path | None, store) -> str:
@@ -158,30 +159,54 @@ def _local_or_key(p: str, root: str | Path | None, store) -> str:
     return p
 
 
+def _failure_message(path: Any, exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, LenslibError) else f"{path}: {type(exc).__name__}: {exc}"
+
+
 def load_cutouts(paths: list[str], *, store=None, root: str | Path | None = None, workers: int = 8,
-                 nan_policy: str = "zero", progress: bool = False, errors: dict[int, str] | None = None,
-                 **store_options: Any) -> np.ndarray:
+                 processes: int | None = None, nan_policy: str = "zero", progress: bool = False,
+                 errors: dict[int, str] | None = None, **store_options: Any) -> np.ndarray:
     """Load many cutouts in parallel into one float32 (N, 3, 101, 101) array (order kept).
 
     Relative paths are taken under ``root`` (a local mirror) or as keys of ``store``. The first bad
     file raises :class:`CutoutError`, unless ``errors`` (a dict) is given: then each failure of one file
     (missing, unreadable, corrupt, wrong shape, mostly NaN: any exception but an unreachable store) is
-    recorded there as ``{index: message}``, its image is all NaN, and the others still load."""
+    recorded there as ``{index: message}``, its image is all NaN, and the others still load.
+
+    Local files (paths, or keys of a local store) are decoded on ``processes`` worker processes
+    (:mod:`lenslib.data.processes`; ``None``: one per core but one, at least 2, for 512 files or more; 0: none);
+    anything else, and everything when processes cannot be used, on ``workers`` threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     from lenslib._tqdm import tqdm
+    from lenslib.data import processes as procs
     from lenslib.data.storage import StoreUnreachable
+
+    keys = [_local_or_key(str(p), root, store) for p in paths]
+    n_proc = procs.auto_processes(len(keys)) if processes is None else processes
+    local = store is None or procs.local_store_root(store) is not None
+    if n_proc > 0 and local and not store_options and not any(k.startswith("s3://") for k in keys):
+        try:
+            load = functools.partial(load_cutout, nan_policy=nan_policy, meta=False)
+            images, failures = procs.load_on_processes(keys, n_proc, load, store=store, progress=progress)
+        except procs.ProcessesUnavailable as exc:
+            print(f"load_cutouts: reading on threads ({exc})", file=sys.stderr)
+        else:
+            for k, exc in failures:
+                if errors is None:
+                    raise exc
+                errors[k] = _failure_message(paths[k], exc)
+            return images
 
     def one(k: int) -> np.ndarray:
         try:
-            return load_cutout(_local_or_key(str(paths[k]), root, store), store=store, nan_policy=nan_policy,
-                               meta=False, **store_options).image
+            return load_cutout(keys[k], store=store, nan_policy=nan_policy, meta=False, **store_options).image
         except StoreUnreachable:
             raise  # the store is down: not a fault of this file, and every other read would fail too
         except Exception as exc:  # noqa: BLE001 - any failure of one file is recorded, never fatal
             if errors is None:
                 raise
-            errors[k] = str(exc) if isinstance(exc, LenslibError) else f"{paths[k]}: {type(exc).__name__}: {exc}"
+            errors[k] = _failure_message(paths[k], exc)
             return np.full((3, STAMP, STAMP), np.nan, np.float32)
 
     out = np.empty((len(paths), 3, STAMP, STAMP), np.float32)

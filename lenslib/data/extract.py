@@ -19,11 +19,8 @@ reopens from its URI and options (a store does not pickle), or from any ``read(k
 
 from __future__ import annotations
 
-import io
 import pickle
 import re
-import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,12 +34,12 @@ import pyarrow.parquet as pq
 from lenslib import LenslibError
 from lenslib._util import atomic_write
 from lenslib.data.coadd import BrickTiles, CoaddCutout, CoaddError, brick_for, read_bricks
+from lenslib.data.cutouts import save_cutout
 from lenslib.parallel import Executor, LocalExecutor
 from lenslib.survey import BANDS, PIXSCALE, STAMP
 
 RESULT = "extracted.parquet"
 BRICK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: files do not depend on when they were written
 
 
 class ExtractError(LenslibError, ValueError):
@@ -150,22 +147,6 @@ def cutout_meta(ident: Any, ra: float, dec: float, cut: CoaddCutout) -> dict[str
     return meta
 
 
-def write_cutout(path: Path, image: np.ndarray, meta: Mapping[str, Any]) -> Path:
-    """Write a CHW stamp as lenslib's ``.npz`` cutout (HWC ``cutout`` + 0-d ``meta_*``), deflated, atomically,
-    with fixed zip timestamps (the same stamp always gives the same bytes)."""
-    arrays = {"cutout": np.ascontiguousarray(np.asarray(image, np.float32).transpose(1, 2, 0))}
-    arrays.update({f"meta_{k}": np.asarray(v) for k, v in meta.items()})
-    with atomic_write(path, suffix=".npz") as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, arr in arrays.items():
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, arr, allow_pickle=False)
-                zf.writestr(info, buf.getvalue())
-    return path
-
-
 # --- one brick -------------------------------------------------------------------------------
 
 def _row(ident: Any, ra: float, dec: float, brick: str | None, path: str | None = None,
@@ -228,7 +209,7 @@ def extract_brick(ctx: ExtractContext, item: tuple[str, pd.DataFrame]) -> str:
             rows.append(_row(ident, ra, dec, brick, error=str(exc)))
             continue
         rel = f"cutouts/{brick}/{ident}.npz"
-        write_cutout(ctx.out_dir / rel, cut.image, cutout_meta(ident, ra, dec, cut))
+        save_cutout(ctx.out_dir / rel, cut.image, cutout_meta(ident, ra, dec, cut))
         rows.append(_row(ident, ra, dec, brick, rel, cut))
     with atomic_write(path) as tmp:
         pq.write_table(_table(rows, ctx.schema), tmp)

@@ -266,8 +266,21 @@ def draw(rng: np.random.Generator | int, theta_e: float | Sequence[float] | np.n
         te = np.broadcast_to(te, (n,))
     if not np.all(np.isfinite(te)) or np.any(te <= 0):
         raise PriorsError(f"theta_e must be finite and > 0 arcsec, got {te[~(np.isfinite(te) & (te > 0))][:3]}")
+    return params_from_rows([draw_row(rng, float(t), priors) for t in te], priors)
+
+
+def draw_row(rng: np.random.Generator, theta_e: float, priors: InjectionPriors) -> list:
+    """One injection's draws in the paper's order (what :func:`draw` makes for each injection), as a row for
+    :func:`params_from_rows`: for loops that interleave other draws from the same generator between
+    injections (the grid's host choice) and keep only some rows. ``theta_e`` in arcsec, finite and > 0."""
+    if not (math.isfinite(theta_e) and theta_e > 0):
+        raise PriorsError(f"theta_e must be finite and > 0 arcsec, got {theta_e!r}")
+    return _draw_one(rng, theta_e, priors, priors.max_clumps)
+
+
+def params_from_rows(rows: Sequence[list], priors: InjectionPriors) -> InjectionParams:
+    """The :class:`InjectionParams` of rows made by :func:`draw_row` with these priors, in their order."""
     k_max = priors.max_clumps
-    rows = [_draw_one(rng, float(t), priors, k_max) for t in te]
     cols = list(zip(*rows, strict=True)) if rows else [()] * (len(PARAM_COLUMNS) + 1)
     out = {c: np.asarray(v, dtype=float) for c, v in zip(PARAM_COLUMNS, cols, strict=False)}
     out["n_clumps"] = out["n_clumps"].astype(int)

@@ -7,10 +7,20 @@ item after item; the Dask executor sends the context once to each worker and one
 that dies costs only its task, which Dask reruns elsewhere, and a rerun of the whole step skips the items whose
 shards exist. Both executors call the same function on the same items, so the artefacts are the same.
 
-- ``executor``    the local and Dask executors, ``make_executor`` (the ``executor`` parameter), ``worker_device``
+- ``executor``    the local and Dask executors, ``make_executor`` (the ``executor`` parameter),
+                  ``worker_device`` and ``on_worker_device`` (where a task's model runs)
 - ``plugins``     the Dask worker plugin that sets torch's threads (imported only with Dask)
 """
 
-from lenslib.parallel.executor import DaskExecutor, Executor, ExecutorError, LocalExecutor, make_executor, worker_device
+from lenslib.parallel.executor import (
+    DaskExecutor,
+    Executor,
+    ExecutorError,
+    LocalExecutor,
+    make_executor,
+    on_worker_device,
+    worker_device,
+)
 
-__all__ = ["DaskExecutor", "Executor", "ExecutorError", "LocalExecutor", "make_executor", "worker_device"]
+__all__ = ["DaskExecutor", "Executor", "ExecutorError", "LocalExecutor", "make_executor", "on_worker_device",
+           "worker_device"]

@@ -213,3 +213,13 @@ def worker_device() -> str:
     """The torch device of a task: the worker's GPU (dask-cuda gives each worker one) or the CPU."""
     return "cuda" if _cuda_devices() > 0 else "cpu"
 
+
+def on_worker_device(model: Any, device: Any = None) -> Any:
+    """Move ``model`` (a torch module) to ``device``, or to the worker's own (:func:`worker_device`) when it is
+    None, and return that ``torch.device``: what a task does once per process before it injects or scores."""
+    import torch
+
+    dev = torch.device(device if device is not None else worker_device())
+    model.to(dev)
+    return dev
+

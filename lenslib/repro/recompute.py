@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lenslib import LenslibError
 from lenslib._lock import output_lock
 from lenslib._util import resolve_path, write_json
 from lenslib.data.catalogues import read_catalogue
@@ -30,7 +31,7 @@ from lenslib.experiments.compute import (
     provenance,
     tier_a,
 )
-from lenslib.experiments.compute.inputs import MissingInput, RecomputeError, open_inputs
+from lenslib.experiments.compute.inputs import MissingInput, RecomputeError, cached_checkpoint, open_inputs
 from lenslib.parallel import make_executor
 from lenslib.repro.params import open_param_store
 
@@ -157,7 +158,7 @@ def _recompute(params: dict[str, Any], out: Path, *, progress: bool, log, timing
     with make_executor(params["executor"], params["dask_scheduler"], n_workers=params["dask_workers"],
                        log=log) as executor:
         step("selection-function grid", grid.run_grid, inputs, results, work, tau, spec, meta=meta,
-             progress=progress, log=log, executor=executor)
+             progress=progress, log=log, executor=executor, timings=timings)
         step("bright arcs", bright_arc.run_bright_arcs, inputs, results, n_hosts=params["bright_arc_hosts"],
              seed=params["bright_arc_seed"], meta=meta, sampling=sampling, progress=progress, executor=executor)
         step("Poisson diagnostics", poisson.write_poisson_diagnostics, results)
@@ -187,6 +188,29 @@ def _recorded(params: dict[str, Any]) -> dict[str, Any]:
 
 #: parameters that say where the work runs, not what it computes (the artefacts are the same either way)
 NOT_RECORDED = ("profile_file", "executor", "dask_scheduler", "dask_workers")
+
+
+def recomputed_checkpoint(params: dict[str, Any]) -> Path | None:
+    """The local copy of the finder checkpoint that the recompute into ``output_dir`` read, when that recompute
+    read the file ``finder_checkpoint`` names (its provenance says so) and its cache still holds the same bytes;
+    else None. The book's finder chapter then describes the very checkpoint the results came from, with no
+    second download."""
+    out = resolve_path(params["output_dir"])
+    try:
+        doc = json.loads((out / "results" / "provenance.json").read_text())
+        source, sha = doc["sources"]["checkpoint"], doc["files"]["inputs/checkpoint"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        if source != open_param_store(params, "data_uri").url(params["finder_checkpoint"]):
+            return None
+    except LenslibError:  # no data root to compare with: the notebook reports that when it reads
+        return None
+    path = cached_checkpoint(out / "work" / "cache", sha)
+    try:
+        return path if hashlib.sha256(path.read_bytes()).hexdigest() == sha else None
+    except OSError:
+        return None
 
 
 def completed_results(params: dict[str, Any]) -> Path | None:

@@ -60,11 +60,18 @@ class Session:
 
     def data_file(self, key: str) -> Path:
         """A local path for the file parameter ``key``: the file itself when it exists (relative to the
-        repository), else a copy of the key under ``data_uri`` (kept under ``<output_dir>/cache/``)."""
+        repository), the copy a recompute into ``output_dir`` read (``finder_checkpoint``), else a copy of the
+        key under ``data_uri`` (kept under ``<output_dir>/cache/``)."""
         value = self.params[key]
         local = P.resolve_path(value)
         if local.is_file():
             return local
+        if key == "finder_checkpoint" and self.params.get("recompute"):
+            from lenslib.repro.recompute import recomputed_checkpoint  # heavy imports: only where a run recomputes
+
+            used = recomputed_checkpoint(self.params)
+            if used is not None:
+                return used
         data = P.open_param_store(self.params, "data_uri").read_bytes(value)
         return write_bytes_atomic(self.out / "cache" / value.lstrip("/"), data)
 

@@ -223,6 +223,11 @@ def test_result_notebooks_and_claims_run_on_the_recomputed_artefacts(paper_run):
     assert probe_tables.recomputed_frechet(art, "real_vs_low_bf") == pytest.approx(
         fs["frechet_distance"]["real_vs_low_bf"], rel=1e-6)
     assert "injections+scores/s" in run.stdout + run.stderr
+    # the finder chapter described the checkpoint the recompute read, from its copy: no second download
+    out = results.parent
+    page = (project / "_build" / "paper" / "book" / "executed" / "methods_model.html").read_text()
+    assert "Traceback" not in page and list((out / "work" / "cache" / "checkpoints").glob("*/best.pt"))
+    assert not (out / "cache" / CHECKPOINT_KEY).exists()
 
 
 def _recompute(cwd: Path, out: Path, data: Path, *extra: str) -> subprocess.Popen:
@@ -317,3 +322,40 @@ def test_sizes_of_zero_and_a_missing_checkpoint_say_what_to_do(tmp_path, bucket)
     p = lenslib(repo, "recompute", "--profile", "paper", *sets(f"data_uri={bucket}", f"output_dir={tmp_path}",
                                                                   "finder_checkpoint=checkpoints/none/best.pt"))
     assert p.returncode == 1 and "python -m lenslib train" in p.stderr and "checkpoints/none/best.pt" in p.stderr
+
+
+def test_the_book_reuses_the_recomputes_checkpoint_only_when_it_is_the_same_file(tmp_path):
+    import hashlib
+
+    from lenslib.experiments.compute.inputs import cached_checkpoint
+    from lenslib.repro import params as P
+    from lenslib.repro.recompute import recomputed_checkpoint
+
+    out = tmp_path / "out"
+    params = P.load("paper", {"output_dir": str(out), "data_uri": str(tmp_path / "bucket")})
+    assert recomputed_checkpoint(params) is None  # no data root, no recompute
+    (tmp_path / "bucket").mkdir()
+    assert recomputed_checkpoint(params) is None  # no recompute yet
+    data = b"a checkpoint"
+    sha = hashlib.sha256(data).hexdigest()
+    copy = cached_checkpoint(out / "work" / "cache", sha)
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(data)
+    (out / "results").mkdir(parents=True)
+    source = f"{tmp_path / 'bucket'}/{params['finder_checkpoint']}"
+
+    def provenance(src: str, digest: str) -> None:
+        (out / "results" / "provenance.json").write_text(json.dumps(
+            {"sources": {"checkpoint": src}, "files": {"inputs/checkpoint": {"sha256": digest, "size_bytes": 12}}}))
+
+    provenance(source, sha)
+    assert recomputed_checkpoint(params) == copy
+    provenance(source + ".other", sha)  # the recompute read another file
+    assert recomputed_checkpoint(params) is None
+    provenance(source, "0" * 64)  # its copy is not the file it hashed
+    assert recomputed_checkpoint(params) is None
+    provenance(source, sha)
+    copy.write_bytes(b"tampered")
+    assert recomputed_checkpoint(params) is None
+    (out / "results" / "provenance.json").write_text("{not json")
+    assert recomputed_checkpoint(params) is None

@@ -22,7 +22,7 @@ from lenslib._util import atomic_write, write_json
 from lenslib.experiments.compute.inputs import Inputs, RecomputeError, Scorer
 from lenslib.experiments.compute.tier_a import sample_rows
 from lenslib.injection import UNRESTRICTED_BETA_FRAC, InjectionEngine, InjectionParams, draw
-from lenslib.parallel import Executor, LocalExecutor, worker_device
+from lenslib.parallel import Executor, LocalExecutor, on_worker_device
 
 MAG_BINS = tuple((f"{m}-{m + 1}", float(m), float(m + 1)) for m in range(18, 26))
 
@@ -97,8 +97,7 @@ class BrightArcContext:
         """The injection engine of a group, made once per process (and the scorer moved to the device)."""
         cache = self.__dict__.setdefault("_engines", {})
         if group not in cache:
-            device = self.device or torch.device(worker_device())
-            self.scorer.model.to(device)
+            device = on_worker_device(self.scorer.model, self.device)
             v = VARIANTS[group]
             cache[group] = InjectionEngine(poisson=v.poisson, gain=v.gain, sampling=self.sampling, device=device,
                                            batch_size=512 if device.type == "cuda" else 128)

@@ -31,10 +31,11 @@ from lenslib._tqdm import tqdm
 from lenslib._util import atomic_write, write_json
 from lenslib.experiments.compute.inputs import Inputs, RecomputeError, Scorer
 from lenslib.experiments.compute.tier_a import sample_rows
-from lenslib.injection import InjectionEngine, InjectionParams, PixelatedStamps, draw
+from lenslib.injection import InjectionEngine, InjectionParams, PixelatedStamps
+from lenslib.injection.priors import draw_row, params_from_rows
 from lenslib.injection.realistic import RealisticSourceSpec, realistic_sources
-from lenslib.parallel import Executor, LocalExecutor, worker_device
-from lenslib.stats import jeffreys_interval
+from lenslib.parallel import Executor, LocalExecutor, on_worker_device
+from lenslib.stats import jeffreys_intervals
 from lenslib.survey import PIXSCALE, depth_mag
 
 THETA_E = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0)
@@ -139,7 +140,7 @@ def make_plan(pool: pd.DataFrame, host_errors: dict[int, str], spec: GridSpec, p
             if h in host_errors:
                 error = host_errors[h]
             else:
-                p = draw(rng, cell.theta_e, priors, 1)
+                p = draw_row(rng, cell.theta_e, priors)
                 if math.isfinite(fwhm[h]) and fwhm[h] > 0:
                     rows.append((cell.cell_idx, k, attempt, h, spec.seed + cell.cell_idx * spec.attempts_per_cell
                                  + attempt))
@@ -153,7 +154,7 @@ def make_plan(pool: pd.DataFrame, host_errors: dict[int, str], spec: GridSpec, p
                                  "psf_bin": cell.psf_fwhm, "depth_bin": cell.depth_5sig, "attempt": attempt,
                                  "error": error, "cutout_path": str(pool["cutout_path"].iloc[h])})
     table = pd.DataFrame(rows, columns=["cell_idx", "inj_idx", "attempt", "host", "inj_seed"])
-    params = InjectionParams.concat(parts) if parts else draw(rng, 1.0, priors, 0)
+    params = params_from_rows(parts, priors)
     return Plan(table, params, failures, n_failed, with_hosts)
 
 
@@ -211,50 +212,60 @@ def run_shard(pool: pd.DataFrame, images: np.ndarray, plan: Plan, rows: np.ndarr
 
 def selection_function(inj: pd.DataFrame, spec: GridSpec, thresholds: list[tuple[float, str, float]],
                        n_failed: dict[int, int], cells_with_hosts: set[int]) -> pd.DataFrame:
-    """The F.1 table from the per-injection table (columns cell_idx, score, src_r_mag, lensed_r_mag, arc_snr)."""
-    by_cell = {c: g for c, g in inj.groupby("cell_idx")}
-    rows = []
-    for cell in spec.cells().itertuples():
-        g = by_cell.get(cell.cell_idx)
-        head = {"theta_e": cell.theta_e, "psf_fwhm": cell.psf_fwhm, "depth_5sig": cell.depth_5sig}
-        for t, ttype, fpr in thresholds:
-            tag = {**head, "threshold": t, "threshold_type": ttype, "fpr_target": fpr}
-            if cell.cell_idx not in cells_with_hosts:
-                rows.append({**tag, "source_mag_bin": "all", **_stats(None, t), "n_failed": 0, "sufficient": False})
-                continue
-            g = g if g is not None else inj.iloc[:0]
-            rows.append({**tag, "source_mag_bin": "all", **_stats(g, t),
-                         "n_failed": n_failed.get(cell.cell_idx, 0),
-                         "sufficient": len(g) >= spec.injections_per_cell})
-            for col, bins in (("src_r_mag", SOURCE_BINS), ("lensed_r_mag", LENSED_BINS)):
-                v = g[col].to_numpy()
-                for label, lo, hi in bins:
-                    sub = g[(v >= lo) & (v < hi)]
-                    rows.append({**tag, "source_mag_bin": label, **_stats(sub, t), "n_failed": 0,
-                                 "sufficient": len(sub) >= SUB_BIN_MIN})
-    df = pd.DataFrame(rows)
-    cols = ["theta_e", "psf_fwhm", "depth_5sig", "threshold", "threshold_type", "fpr_target", "source_mag_bin",
-            "n_injections", "n_detected", "n_failed", "completeness", "ci68_lo", "ci68_hi", "ci95_lo", "ci95_hi",
-            "mean_score", "mean_arc_snr", "sufficient"]
-    return df[cols].astype({"n_injections": int, "n_detected": int, "n_failed": int, "fpr_target": float,
-                            "sufficient": bool})
+    """The F.1 table from the per-injection table (columns cell_idx, score, src_r_mag, lensed_r_mag, arc_snr).
 
+    Rows run cell → threshold → magnitude bin ("all", the source bins, the lensed bins); a cell with no host
+    has its "all" rows only. Every count is one ``bincount`` over the injections, every interval one scipy call."""
+    cells = spec.cells()
+    n_cells, n_inj = len(cells), len(inj)
+    pos = inj["cell_idx"].to_numpy() - 1  # cell_idx runs 1 … n_cells in loop order
+    score, snr = inj["score"].to_numpy(dtype=float), inj["arc_snr"].to_numpy(dtype=float)
+    labels = ["all"] + [label for label, _, _ in SOURCE_BINS] + [label for label, _, _ in LENSED_BINS]
+    member = [np.ones(n_inj, bool)]
+    for col, bins in (("src_r_mag", SOURCE_BINS), ("lensed_r_mag", LENSED_BINS)):
+        v = inj[col].to_numpy(dtype=float)
+        member += [(v >= lo) & (v < hi) for _, lo, hi in bins]
 
-def _stats(g: pd.DataFrame | None, t: float) -> dict:
-    n = 0 if g is None else len(g)
-    if n == 0:
-        return {"n_injections": 0, "n_detected": 0, "completeness": math.nan, "ci68_lo": math.nan,
-                "ci68_hi": math.nan, "ci95_lo": math.nan, "ci95_hi": math.nan, "mean_score": math.nan,
-                "mean_arc_snr": math.nan}
-    s = g["score"].to_numpy()
-    k = int((s >= t).sum())
-    lo68, hi68 = jeffreys_interval(k, n, 0.68)
-    lo95, hi95 = jeffreys_interval(k, n, 0.95)
-    snr = g["arc_snr"].to_numpy()
-    snr = snr[np.isfinite(snr)]
-    return {"n_injections": n, "n_detected": k, "completeness": k / n, "ci68_lo": lo68, "ci68_hi": hi68,
-            "ci95_lo": lo95, "ci95_hi": hi95, "mean_score": float(s.mean()),
-            "mean_arc_snr": float(snr.mean()) if len(snr) else math.nan}
+    def count(sel: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(pos[sel], weights=None if weights is None else weights[sel], minlength=n_cells)
+
+    finite = np.isfinite(snr)
+    n = np.stack([count(m) for m in member], axis=1)  # (cell, bin)
+    score_sum = np.stack([count(m, score) for m in member], axis=1)
+    snr_n = np.stack([count(m & finite) for m in member], axis=1)
+    snr_sum = np.stack([count(m & finite, np.where(finite, snr, 0.0)) for m in member], axis=1)
+    k = np.stack([np.stack([count(m & (score >= t)) for m in member], axis=1) for t, _, _ in thresholds],
+                 axis=1)  # (cell, threshold, bin)
+    shape = k.shape
+    n3 = np.broadcast_to(n[:, None, :], shape)
+    has_hosts = np.isin(cells["cell_idx"].to_numpy(), sorted(cells_with_hosts))
+    keep = np.broadcast_to(has_hosts[:, None, None] | (np.arange(shape[2]) == 0)[None, None, :], shape)
+    n3 = np.where(has_hosts[:, None, None], n3, 0)
+    k = np.where(has_hosts[:, None, None], k, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        completeness = np.where(n3 > 0, k / np.maximum(n3, 1), np.nan)
+        mean_score = np.broadcast_to(np.where(n > 0, score_sum / np.maximum(n, 1), np.nan)[:, None, :], shape)
+        mean_snr = np.broadcast_to(np.where(snr_n > 0, snr_sum / np.maximum(snr_n, 1), np.nan)[:, None, :], shape)
+    lo68, hi68 = jeffreys_intervals(k, n3, 0.68)
+    lo95, hi95 = jeffreys_intervals(k, n3, 0.95)
+    failed = np.array([n_failed.get(int(c), 0) for c in cells["cell_idx"]])
+    n_failed3 = np.broadcast_to(np.where((np.arange(shape[2]) == 0)[None, None, :] & has_hosts[:, None, None],
+                                         failed[:, None, None], 0), shape)
+    minimum = np.where(np.arange(shape[2]) == 0, spec.injections_per_cell, SUB_BIN_MIN)[None, None, :]
+    sufficient = has_hosts[:, None, None] & (n3 >= minimum)
+    ci, ti, bi = np.nonzero(keep)  # C order: cell → threshold → bin, the loop order of the F.1 table
+    thr = np.array(thresholds, dtype=object)
+    df = pd.DataFrame({
+        "theta_e": cells["theta_e"].to_numpy()[ci], "psf_fwhm": cells["psf_fwhm"].to_numpy()[ci],
+        "depth_5sig": cells["depth_5sig"].to_numpy()[ci], "threshold": thr[ti, 0].astype(float),
+        "threshold_type": thr[ti, 1].astype(str), "fpr_target": thr[ti, 2].astype(float),
+        "source_mag_bin": np.array(labels)[bi], "n_injections": n3[ci, ti, bi], "n_detected": k[ci, ti, bi],
+        "n_failed": n_failed3[ci, ti, bi], "completeness": completeness[ci, ti, bi],
+        "ci68_lo": lo68[ci, ti, bi], "ci68_hi": hi68[ci, ti, bi], "ci95_lo": lo95[ci, ti, bi],
+        "ci95_hi": hi95[ci, ti, bi], "mean_score": mean_score[ci, ti, bi],
+        "mean_arc_snr": np.where(n3 > 0, mean_snr, np.nan)[ci, ti, bi], "sufficient": sufficient[ci, ti, bi]})
+    return df.astype({"n_injections": int, "n_detected": int, "n_failed": int, "fpr_target": float,
+                      "sufficient": bool})
 
 
 def threshold_rows(spec: GridSpec, tau: dict[float, float]) -> list[tuple[float, str, float]]:
@@ -279,8 +290,7 @@ class GridContext:
     def engines(self) -> dict[str, InjectionEngine]:
         """The injection engine of each condition, made once per process (and the scorer moved to the device)."""
         if getattr(self, "_engines", None) is None:
-            device = self.device or torch.device(worker_device())
-            self.scorer.model.to(device)
+            device = on_worker_device(self.scorer.model, self.device)
             batch = self.spec.batch_size or (512 if device.type == "cuda" else 128)
             self._engines = {c: InjectionEngine(poisson=CONDITIONS[c], gain=self.spec.gain,
                                                 sampling=self.spec.sampling, device=device, batch_size=batch,
@@ -302,15 +312,20 @@ def grid_task(ctx: GridContext, shard: tuple[str, np.ndarray]) -> str:
 
 def run_grid(inputs: Inputs, results: Path, work: Path, tau: dict[float, float], spec: GridSpec = GridSpec(), *,
              meta: dict | None = None, progress: bool = True, log=print,
-             executor: Executor | None = None) -> dict[str, Path]:
+             executor: Executor | None = None, timings: dict[str, float] | None = None) -> dict[str, Path]:
     """Plan, inject, score and write both grid conditions; returns the CSV path per condition.
 
-    The shards run on ``executor`` (default: this process); only the missing ones are computed."""
+    The shards run on ``executor`` (default: this process); only the missing ones are computed. ``timings``,
+    if given, receives the wall time (s) of each part: ``grid hosts`` (reading the host cutouts), ``grid plan``,
+    ``grid shards`` (injection and scoring) and ``grid tables`` (the parquet, CSV and meta files)."""
     t0 = time.perf_counter()
+    clock = _Clock(timings, log)
     executor = executor or LocalExecutor()
     pool = sample_rows(inputs.rows("val", label=0), spec.host_max, spec.seed).reset_index(drop=True)
     images, errors = inputs.load_images(pool, progress=progress)
+    clock("grid hosts", f"{len(pool)} host cutouts read", len(pool), "files")
     plan = make_plan(pool, errors, spec, inputs.priors, progress=progress)
+    clock("grid plan", f"plan of {len(plan.table)} injections", len(plan.table), "injections")
     if plan.table.empty:
         raise RecomputeError(f"the grid has no injection to make: no usable host among {len(pool)} validation "
                              f"negatives ({len(errors)} failed to load)")
@@ -328,6 +343,8 @@ def run_grid(inputs: Inputs, results: Path, work: Path, tau: dict[float, float],
         ctx = GridContext(pool[columns], images, plan, spec, scorer, dirs, inputs.device if local else None)
         log(f"grid: {len(todo)} of {len(parts)} shards to compute ({executor.kind} executor)")
         executor.map(grid_task, ctx, todo, desc=f"grid ({len(spec.conditions)} conditions)", progress=progress)
+    clock("grid shards", f"{len(todo)} shards injected and scored",
+          sum(len(r) for _, r in todo) * len(spec.conditions), "injections+scores")
     rate = len(plan.table) * len(spec.conditions) / max(time.perf_counter() - t0, 1e-9)
     log(f"grid: {len(plan.table)} injections × {len(spec.conditions)} conditions, {rate:.0f} injections+scores/s")
     thresholds = threshold_rows(spec, tau)
@@ -344,7 +361,24 @@ def run_grid(inputs: Inputs, results: Path, work: Path, tau: dict[float, float],
         write_json(folder / "selection_function_meta.json",
                    grid_meta(spec, tau, csv, plan, poisson, meta or {}, len(inj)))
         out[c] = folder / "selection_function.csv"
+    clock("grid tables", "per-injection tables, CSVs and meta written")
     return out
+
+
+class _Clock:
+    """Times the parts of a run one after another: each call logs the time since the previous one (with a rate
+    when given a count) and records it under its name in ``timings``."""
+
+    def __init__(self, timings: dict[str, float] | None, log):
+        self.timings, self.log, self.t = timings, log, time.perf_counter()
+
+    def __call__(self, name: str, what: str, count: int = 0, unit: str = "") -> None:
+        now = time.perf_counter()
+        dt, self.t = now - self.t, now
+        if self.timings is not None:
+            self.timings[name] = dt
+        rate = f" ({count / dt:,.0f} {unit}/s)" if count and dt > 0 else ""
+        self.log(f"{name}: {what} in {dt:.1f} s{rate}")
 
 
 def grid_meta(spec: GridSpec, tau: dict[float, float], csv: pd.DataFrame, plan: Plan, poisson: bool, meta: dict,

@@ -150,6 +150,11 @@ def check_manifest(df: pd.DataFrame, name: str) -> None:
         raise RecomputeError(f"{name}: no validation Tier-A lenses (split 'val', label 1, tier 'A')")
 
 
+def cached_checkpoint(cache_dir: Path, sha256: str) -> Path:
+    """Where a recompute keeps its copy of a remote checkpoint with this SHA-256."""
+    return Path(cache_dir) / "checkpoints" / sha256 / "best.pt"
+
+
 def open_inputs(store: Store, *, manifest: str, checkpoint: str, priors: str, cache_dir: Path,
                 device: str | None = None, workers: int = 8) -> Inputs:
     """Open the manifest, the finder checkpoint and the priors of a recompute; errors name the parameter."""
@@ -168,7 +173,7 @@ def open_inputs(store: Store, *, manifest: str, checkpoint: str, priors: str, ca
     uri = files["checkpoint"]["uri"]
     local = Path(uri)
     if not local.is_file():  # torch reads files: keep a copy of a remote checkpoint in the cache
-        local = write_bytes_atomic(Path(cache_dir) / "checkpoints" / files["checkpoint"]["sha256"] / "best.pt", raw)
+        local = write_bytes_atomic(cached_checkpoint(cache_dir, files["checkpoint"]["sha256"]), raw)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         finder = load_checkpoint(local, device=dev)

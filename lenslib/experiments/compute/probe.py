@@ -32,11 +32,9 @@ are byte-identical too when ``SOURCE_DATE_EPOCH`` fixes their ``timestamp_utc``.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +57,7 @@ from sklearn.preprocessing import StandardScaler
 
 from lenslib import LenslibError
 from lenslib._tqdm import tqdm
-from lenslib._util import atomic_write, utc_now, write_json
+from lenslib._util import utc_now, write_json, write_npz
 from lenslib.parallel import Executor
 
 POPULATIONS = ("real_tier_a", "inj_low_bf", "inj_high_bf", "negatives")
@@ -321,21 +319,6 @@ def _observed(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
             "fold_aucs": folds, "single_auc": _single_split_auc(x, y, seed), "y_prob": y_prob}
 
 
-def write_npz(path: Path, arrays: Mapping[str, Any], *, compress: bool = False) -> Path:
-    """``np.savez`` / ``np.savez_compressed`` with fixed zip timestamps (byte-identical for equal arrays),
-    through an atomic rename; object arrays are pickled, as ``np.savez`` does."""
-    with atomic_write(path) as tmp:
-        method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-        with zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
-            for name, value in arrays.items():
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = method
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.asanyarray(value), allow_pickle=True)
-                zf.writestr(info, buf.getvalue())
-    return Path(path)
-
-
 def _save_checkpoint(path: Path, completed: int, perm_aucs: np.ndarray, obs: Mapping[str, Any],
                      state: tuple) -> None:
     write_npz(path, {
@@ -347,7 +330,7 @@ def _save_checkpoint(path: Path, completed: int, perm_aucs: np.ndarray, obs: Map
         "single_auc": np.array(obs["single_auc"], dtype=np.float64),
         "y_prob": np.asarray(obs["y_prob"], dtype=np.float64),
         "rng_state": _object_state(state),
-    })
+    }, allow_pickle=True)
 
 
 def _load_checkpoint(path: Path, x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
