@@ -230,3 +230,4 @@ def test_vector_jeffreys_equals_the_scalar_one_and_scipy():
         np.testing.assert_allclose(lo[ok], sps.beta.ppf(a, k[ok] + 0.5, n[ok] - k[ok] + 0.5), rtol=1e-14)
         np.testing.assert_allclose(hi[ok], sps.beta.ppf(1 - a, k[ok] + 0.5, n[ok] - k[ok] + 0.5), rtol=1e-14)
         assert np.isnan(lo[~ok]).all() and np.isnan(hi[~ok]).all()
+    np.testing.assert_array_equal(stats.jeffreys_intervals(k, n), stats.jeffreys_intervals(k, n, 0.95))  # default

@@ -50,8 +50,11 @@ def available_cores() -> int:
 
 def auto_processes(n_files: int) -> int:
     """How many decoding processes ``processes=None`` means for ``n_files`` local files: one per core but one,
-    at least 2 and at most 16; none on one core or for fewer than :data:`MIN_FILES` files. (On 2 cores, 2
+    at least 2 and at most 16; none on one core, in a daemonic process (a Dask or DataLoader worker), or for
+    fewer than :data:`MIN_FILES` files. (On 2 cores, 2
     processes read 1.2–1.9 × as many files per second as 8 threads: ``benchmarks/bench_data.py``.)"""
+    if mp.current_process().daemon:  # a Dask or DataLoader worker: its machine's cores are shared out already
+        return 0
     cores = available_cores()
     return min(max(cores - 1, 2), 16) if cores >= 2 and n_files >= MIN_FILES else 0
 
@@ -120,6 +123,8 @@ def load_on_processes(paths: Sequence[str], processes: int, load: Callable[..., 
     caller reads the same files on threads)."""
     from lenslib._tqdm import tqdm
 
+    if mp.current_process().daemon:
+        raise ProcessesUnavailable("a daemonic process (a Dask or DataLoader worker) cannot start processes")
     n = len(paths)
     store_root = None if store is None else local_store_root(store)
     nbytes = max(n, 1) * 3 * STAMP * STAMP * 4

@@ -35,6 +35,10 @@ def test_real_cutouts_load_in_chw_band_order_with_metadata(name, shared, tmp_pat
         assert z["cutout"].shape == (3, 101, 101)
     with np.load(hwc) as z:
         assert z["cutout"].shape == (101, 101, 3)
+    with zipfile.ZipFile(hwc) as zf:  # deflated as np.savez_compressed, with no time in it: the same bytes again
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    assert save_cutout(tmp_path / "again.npz", c.hwc, c.meta).read_bytes() == hwc.read_bytes()
 
 
 def test_nan_policy(tmp_path):
@@ -360,3 +364,114 @@ def test_load_cutouts_progress_bar_only_when_asked(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("\rcutouts:") and "cutouts: 100%" in err and "| 3/3 [" in err
     assert re.search(r"[\d?](file/s|s/file)\]", err), err  # the unit is "file"
+
+
+# --- which files go to worker processes (lenslib.data.processes; the pool itself: tests/data/test_processes.py) ---
+
+class _FakePool:
+    """Stands in for ``processes.load_on_processes``: records the call and decodes in this process, as a worker
+    would (one ``load(path, store=store)`` per file, failures returned by index)."""
+
+    def __init__(self, fail_with: Exception | None = None, raise_for: str | None = None):
+        self.calls: list[dict] = []
+        self.fail_with, self.raise_for = fail_with, raise_for  # raise_for: a key whose load fails in a plain way
+
+    def __call__(self, keys, n_proc, load, *, store=None, progress=False):
+        self.calls.append({"keys": list(keys), "n_proc": n_proc, "store": store, "progress": progress})
+        if self.fail_with is not None:
+            raise self.fail_with
+        images = np.full((len(keys), 3, 101, 101), np.nan, np.float32)
+        failures = []
+        for i, k in enumerate(keys):
+            try:
+                if self.raise_for is not None and k.endswith(self.raise_for):
+                    raise RuntimeError("the worker's disk went away")
+                images[i] = load(k, store=store).image
+            except Exception as exc:  # noqa: BLE001 - as the worker does
+                failures.append((i, exc))
+        return images, failures
+
+
+def _mixed(tmp_path, n=6):
+    """``n`` good cutouts (the last with a damaged ``meta_*`` member, which batch loading never reads), a corrupt
+    file and a missing one."""
+    rng = np.random.default_rng(5)
+    names = []
+    for k in range(n):
+        img = rng.normal(0, 1, (3, 101, 101)).astype(np.float32)
+        img[0, 3, 3] = np.nan
+        save_cutout(tmp_path / f"m{k}.npz", img, {"galaxy_id": f"m{k}"})
+        names.append(f"m{k}.npz")
+    with zipfile.ZipFile(tmp_path / names[-1], "a") as zf:
+        zf.writestr("meta_broken.npy", b"\x93NUMPY garbage")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip at all")
+    return names + ["bad.npz", "absent.npz"]
+
+
+@pytest.mark.parametrize("nan_policy", ["keep", "zero"])
+def test_local_files_go_to_the_processes_with_their_keys_and_policy(tmp_path, monkeypatch, nan_policy):
+    from lenslib.data import processes as procs
+    from lenslib.data.storage import open_store
+
+    names = _mixed(tmp_path)
+    fake = _FakePool()
+    monkeypatch.setattr(procs, "load_on_processes", fake)
+    want_err: dict[int, str] = {}
+    want = load_cutouts(names, root=tmp_path, processes=0, nan_policy=nan_policy, errors=want_err)
+    assert not fake.calls  # processes=0: threads
+    got_err: dict[int, str] = {}
+    got = load_cutouts(names, root=tmp_path, processes=3, nan_policy=nan_policy, errors=got_err, progress=True)
+    assert fake.calls == [{"keys": [str(tmp_path / n) for n in names], "n_proc": 3, "store": None, "progress": True}]
+    assert np.array_equal(got, want, equal_nan=True) and got_err == want_err and sorted(got_err) == [6, 7]
+    assert np.isnan(got[0, 0, 3, 3]) == (nan_policy == "keep")
+    store = open_store(str(tmp_path))  # keys of a plain local store go too, with the store
+    assert np.array_equal(load_cutouts(names[:6], store=store, processes=2, nan_policy=nan_policy), want[:6],
+                          equal_nan=True)
+    assert fake.calls[-1]["keys"] == names[:6] and fake.calls[-1]["store"] is store
+    with pytest.raises(CutoutError, match="bad.npz"):  # no errors dict: the first failure is raised
+        load_cutouts(names, root=tmp_path, processes=2)
+    assert load_cutout(tmp_path / names[5], meta=False) and pytest.raises(CutoutError, load_cutout, tmp_path / names[5])
+    fake.calls.clear()
+    load_cutouts(names[:6], root=tmp_path, processes=1)  # one process is processes too
+    assert [c["n_proc"] for c in fake.calls] == [1]
+    plain = _FakePool(raise_for="m2.npz")  # a failure that is no LenslibError is named by the manifest's path
+    monkeypatch.setattr(procs, "load_on_processes", plain)
+    errors: dict[int, str] = {}
+    load_cutouts(names, root=tmp_path, processes=2, errors=errors)
+    assert errors[2] == "m2.npz: RuntimeError: the worker's disk went away"
+
+
+def test_what_never_goes_to_processes(tmp_path, monkeypatch):
+    from lenslib.data import processes as procs
+    from lenslib.data.storage import open_store
+
+    names = _mixed(tmp_path)[:6]
+    paths = [str(tmp_path / n) for n in names]
+    fake = _FakePool()
+    monkeypatch.setattr(procs, "load_on_processes", fake)
+    cached = open_store(str(tmp_path), cache_dir=tmp_path / "cache")
+    load_cutouts(names, store=cached, processes=2)  # a store that is not a plain local one
+    load_cutouts(paths, processes=2, endpoint_url="http://127.0.0.1:9")  # store options: S3 reads
+    monkeypatch.setattr(procs, "auto_processes", lambda n: 0)
+    load_cutouts(paths)  # the automatic count says none
+    assert not fake.calls
+    monkeypatch.setattr(procs, "auto_processes", lambda n: 4 if n == len(paths) else -1)
+    load_cutouts(paths)  # the automatic count, asked with the number of files
+    assert [c["n_proc"] for c in fake.calls] == [4]
+    fake.calls.clear()
+    errors: dict[int, str] = {}  # an s3:// key is read on threads (here, as a key the local store lacks)
+    load_cutouts(["s3://nobucket/x.npz"] * 2, processes=2, store=open_store(str(tmp_path)), errors=errors)
+    assert not fake.calls and sorted(errors) == [0, 1]
+
+
+def test_when_processes_are_unavailable_threads_read_the_same(tmp_path, monkeypatch, capsys):
+    from lenslib.data import processes as procs
+
+    names = _mixed(tmp_path)
+    fake = _FakePool(fail_with=procs.ProcessesUnavailable("no shared memory for 8 cutouts"))
+    monkeypatch.setattr(procs, "load_on_processes", fake)
+    errors: dict[int, str] = {}
+    got = load_cutouts(names, root=tmp_path, processes=2, errors=errors)
+    want = load_cutouts(names, root=tmp_path, processes=0, errors={})
+    assert fake.calls and np.array_equal(got, want, equal_nan=True) and sorted(errors) == [6, 7]
+    assert "load_cutouts: reading on threads (no shared memory for 8 cutouts)" in capsys.readouterr().err

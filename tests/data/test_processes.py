@@ -123,3 +123,57 @@ def test_remote_keys_are_never_sent_to_processes(monkeypatch, tmp_path, s3_endpo
 def test_auto_processes(monkeypatch, cores, files, want):
     monkeypatch.setattr(procs, "available_cores", lambda: cores)
     assert procs.auto_processes(files) == want
+
+
+def test_a_chunk_decodes_into_the_shared_array_in_place(tmp_path):
+    """What a worker does, run here: the chunk's images land at their offsets, failures come back, nothing else
+    in the array is touched; the read records are the store's."""
+    import functools
+
+    from lenslib.data.cutouts import load_cutout
+
+    names = _folder(tmp_path, 20)
+    store = open_store(str(tmp_path))
+    want = load_cutouts(names, store=store, processes=0, errors={}, nan_policy="keep")
+    shm = procs.shared_memory.SharedMemory(create=True, size=len(names) * 3 * 101 * 101 * 4)
+    try:
+        arr = np.ndarray((len(names), 3, 101, 101), np.float32, buffer=shm.buf)
+        arr[:] = 7.0
+        load = functools.partial(load_cutout, nan_policy="keep", meta=False)
+        fails, records = procs._decode_chunk(shm.name, len(names), 10, names[10:18], (store.uri, store.root), load)
+        assert [k for k, _ in fails] == [17] and isinstance(fails[0][1], CutoutError)
+        assert np.array_equal(arr[10:18], want[10:18], equal_nan=True)
+        assert (arr[:10] == 7.0).all() and (arr[18:] == 7.0).all()
+        assert sorted(r.key for r in records) == names[10:18]  # the corrupt one was read, then refused
+        fails, records = procs._decode_chunk(shm.name, len(names), 0, [str(tmp_path / names[0])], None, load)
+        assert fails == [] and records == [] and np.array_equal(arr[0], want[0], equal_nan=True)
+        del arr
+    finally:
+        shm.close()
+        shm.unlink()
+    assert procs.local_store_root(store) == (store.uri, store.root)
+    assert procs.local_store_root(open_store(str(tmp_path), cache_dir=tmp_path / "c")) is None
+    assert procs.available_cores() >= 1
+
+
+def _in_a_daemon(paths, queue):
+    errors: dict[int, str] = {}
+    images = load_cutouts(paths, processes=2, errors=errors)
+    queue.put((procs.auto_processes(10_000), images, errors))
+
+
+def test_a_daemonic_worker_reads_on_threads(tmp_path, capsys):
+    """A Dask worker or a DataLoader worker is daemonic and may not start processes: it reads on threads."""
+    import multiprocessing as mp
+
+    names = _folder(tmp_path, 12)
+    paths = [str(tmp_path / n) for n in names]
+    want = load_cutouts(paths, processes=0, errors={})
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    worker = ctx.Process(target=_in_a_daemon, args=(paths, queue), daemon=True)
+    worker.start()
+    auto, images, errors = queue.get(timeout=60)
+    worker.join(timeout=30)
+    assert worker.exitcode == 0 and auto == 0
+    assert np.array_equal(images, want, equal_nan=True) and sorted(errors) == [12]
