@@ -141,7 +141,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--per-cell", type=int, default=40, help="grid injections per non-empty cell")
     ap.add_argument("--negatives", type=int, default=600, help="synthetic negatives in the bucket")
-    ap.add_argument("--arch", default="bottlenecked_resnet")
+    ap.add_argument("--arch", default=None, help="finder architecture (default: bottlenecked_resnet; with --full "
+                    "the paper's efficientnet_v2_s)")
     ap.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     ap.add_argument("--sampling", default="full", choices=["full", "adaptive"])
     ap.add_argument("--full", action="store_true", help="time the whole paper-profile recompute (see above)")
@@ -151,9 +152,9 @@ def main() -> None:
     ap.add_argument("--report", help="--full: also write the report to REPORT.<device>.json")
     args = ap.parse_args()
     if args.full:
-        if args.arch == "bottlenecked_resnet" and "--arch" not in sys.argv:
-            args.arch = "efficientnet_v2_s"  # the paper's finder
+        args.arch = args.arch or "efficientnet_v2_s"  # the paper's finder
         return full_recompute(args)
+    args.arch = args.arch or "bottlenecked_resnet"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "bucket" / "stronglens_calibration"
         t0 = time.perf_counter()

@@ -16,11 +16,7 @@ def jeffreys_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float
     This is what the D06 code computed (and what the paper prints, labelled "Wilson"):
     the Beta(k + 0.5, n − k + 0.5) quantiles, with no clamping at k = 0 or k = n.
     """
-    if n <= 0:
-        return (math.nan, math.nan)
-    a = (1.0 - level) / 2.0
-    lo = stats.beta.ppf(a, k + 0.5, n - k + 0.5)
-    hi = stats.beta.ppf(1.0 - a, k + 0.5, n - k + 0.5)
+    lo, hi = jeffreys_intervals(k, n, level)
     return float(lo), float(hi)
 
 
@@ -65,7 +61,8 @@ def two_proportion_test(k1: int, n1: int, k2: int, n2: int) -> dict[str, float]:
 
 
 def jeffreys_intervals(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`jeffreys_interval` for arrays of counts at once (one scipy call for all; NaN where n ≤ 0)."""
+    """:func:`jeffreys_interval` for arrays of counts at once (one scipy call for all; NaN where n ≤ 0): the
+    Beta(k + 0.5, n − k + 0.5) quantiles at (1 − level)/2 and (1 + level)/2."""
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
     ok = n > 0
     a = (1.0 - level) / 2.0

@@ -51,8 +51,8 @@ def available_cores() -> int:
 def auto_processes(n_files: int) -> int:
     """How many decoding processes ``processes=None`` means for ``n_files`` local files: one per core but one,
     at least 2 and at most 16; none on one core, in a daemonic process (a Dask or DataLoader worker), or for
-    fewer than :data:`MIN_FILES` files. (On 2 cores, 2
-    processes read 1.2–1.9 × as many files per second as 8 threads: ``benchmarks/bench_data.py``.)"""
+    fewer than :data:`MIN_FILES` files. (On 2 cores, 2 processes read 1.2–1.9 × as many files per second as
+    8 threads: ``benchmarks/bench_data.py``.)"""
     if mp.current_process().daemon:  # a Dask or DataLoader worker: its machine's cores are shared out already
         return 0
     cores = available_cores()

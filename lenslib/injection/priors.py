@@ -266,7 +266,7 @@ def draw(rng: np.random.Generator | int, theta_e: float | Sequence[float] | np.n
         te = np.broadcast_to(te, (n,))
     if not np.all(np.isfinite(te)) or np.any(te <= 0):
         raise PriorsError(f"theta_e must be finite and > 0 arcsec, got {te[~(np.isfinite(te) & (te > 0))][:3]}")
-    return params_from_rows([draw_row(rng, float(t), priors) for t in te], priors)
+    return params_from_rows([_draw_one(rng, float(t), priors, priors.max_clumps) for t in te], priors)
 
 
 def draw_row(rng: np.random.Generator, theta_e: float, priors: InjectionPriors) -> list:
